@@ -1,0 +1,69 @@
+"""The p2pchat wire protocol: messages, their canonical encoding and an incremental decoder.
+
+Pure code: no sockets, no asyncio, no clock.
+"""
+
+from ._decoder import (
+    DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    LENGTH_HARD_LIMIT,
+    NEED_DATA,
+    Decoder,
+    NeedData,
+    Role,
+    decode_datagram,
+)
+from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._events import (
+    Ack,
+    Action,
+    Broadcast,
+    Chat,
+    ClientBound,
+    Datagram,
+    Error,
+    Init,
+    ListRequest,
+    Message,
+    Participant,
+    ParticipantList,
+    Register,
+    ServerBound,
+    Update,
+)
+from ._fields import canonical_ip, check_nick, check_secret, is_unspecified, nick_key, wire_ip
+
+__all__ = [
+    "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "LENGTH_HARD_LIMIT",
+    "NEED_DATA",
+    "Ack",
+    "Action",
+    "Broadcast",
+    "Chat",
+    "ClientBound",
+    "Datagram",
+    "Decoder",
+    "Error",
+    "Init",
+    "ListRequest",
+    "LocalProtocolError",
+    "Message",
+    "NeedData",
+    "Participant",
+    "ParticipantList",
+    "ProtocolError",
+    "Register",
+    "RemoteProtocolError",
+    "Role",
+    "ServerBound",
+    "Update",
+    "canonical_ip",
+    "check_nick",
+    "check_secret",
+    "decode_datagram",
+    "is_unspecified",
+    "nick_key",
+    "wire_ip",
+]
