@@ -81,7 +81,16 @@ def _show(raw: bytes, limit: int = 40) -> str:
 class Decoder:
     """Turns the bytes one side of a TCP connection receives into messages."""
 
-    __slots__ = ("_broken", "_buf", "_eol_due", "_expected", "_max_line", "_max_message", "_role", "_skip")
+    __slots__ = (
+        "_broken",
+        "_buf",
+        "_eol_due",
+        "_expected",
+        "_max_line",
+        "_max_message",
+        "_role",
+        "_skip",
+    )
 
     def __init__(
         self,
@@ -211,7 +220,9 @@ class Decoder:
             raise self._fatal(f"Length {_show(length_text)} is not a number")
         length = int(length_text)
         if length > LENGTH_HARD_LIMIT:
-            raise self._fatal(f"Length {length} is over the hard limit of {LENGTH_HARD_LIMIT} bytes")
+            raise self._fatal(
+                f"Length {length} is over the hard limit of {LENGTH_HARD_LIMIT} bytes"
+            )
         start = fields_end[-1] + 1
         if length > self._max_message:
             del buf[:start]
@@ -270,9 +281,7 @@ class Decoder:
                 raise RemoteProtocolError(f"{command.decode()} is not expected here")
             raise RemoteProtocolError(f"unknown command {_show(command)}")
         if command in _FRAMED:
-            raise RemoteProtocolError(
-                f"malformed {command.decode()}: expected {_FORMATS[command]}"
-            )
+            raise RemoteProtocolError(f"malformed {command.decode()}: expected {_FORMATS[command]}")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -293,7 +302,7 @@ class Decoder:
                 return Update(action, _participant(fields[1:], b"UPDATE"))
             if self._role is Role.SERVER:  # LIST from a client asks for the list
                 return ListRequest()
-            return ParticipantList(_list_entries(text[len("LIST:"):] if fields else ""))
+            return ParticipantList(_list_entries(text[len("LIST:") :] if fields else ""))
         except LocalProtocolError as error:
             raise RemoteProtocolError(str(error)) from None
 

@@ -1,0 +1,311 @@
+"""Pure state driven by protocol events: who is registered, and each direct-chat handshake.
+
+No I/O and no clock: time comes in as an argument (``now``), so the INIT
+retransmission schedule and every transition are tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import Final, Generic, TypeVar
+
+from .protocol import Action, Participant, Update, nick_key
+
+# -- server side: the participant list -------------------------------------------
+
+C = TypeVar("C", bound=Hashable)
+
+
+class RegistrationRefused(Exception):
+    """REGISTER cannot be accepted; the text is the ERROR to answer."""
+
+
+class Registry(Generic[C]):
+    """Registered participants by connection, in join order, nicknames unique casefolded."""
+
+    __slots__ = ("_by_conn", "_by_key")
+
+    def __init__(self) -> None:
+        self._by_conn: dict[C, Participant] = {}
+        self._by_key: dict[str, C] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_conn)
+
+    def __contains__(self, conn: object) -> bool:
+        return conn in self._by_conn
+
+    def get(self, conn: C) -> Participant | None:
+        return self._by_conn.get(conn)
+
+    def register(self, conn: C, participant: Participant) -> None:
+        if conn in self._by_conn:
+            raise RegistrationRefused(
+                f"already registered as '{self._by_conn[conn].nick}' on this connection"
+            )
+        if participant.key in self._by_key:
+            raise RegistrationRefused(f"nickname '{participant.nick}' is already in use")
+        self._by_conn[conn] = participant
+        self._by_key[participant.key] = conn
+
+    def unregister(self, conn: C) -> Participant | None:
+        participant = self._by_conn.pop(conn, None)
+        if participant is not None:
+            del self._by_key[participant.key]
+        return participant
+
+    def participants(self) -> tuple[Participant, ...]:
+        return tuple(self._by_conn.values())
+
+    def connections(self) -> Iterator[C]:
+        return iter(self._by_conn)
+
+
+# -- client side: the other participants --------------------------------------------
+
+
+class PeerTable:
+    """A client's view of the other participants, from LIST and UPDATE.
+
+    Entries about ourselves are ignored (decision 10): servers differ on
+    whether they include the receiver, and we never chat with ourselves.
+    """
+
+    __slots__ = ("_me", "_peers")
+
+    def __init__(self, my_nick: str) -> None:
+        self._me = nick_key(my_nick)
+        self._peers: dict[str, Participant] = {}
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __iter__(self) -> Iterator[Participant]:
+        return iter(self._peers.values())
+
+    def get(self, nick: str) -> Participant | None:
+        return self._peers.get(nick_key(nick))
+
+    def replace(self, participants: tuple[Participant, ...]) -> None:
+        self._peers = {p.key: p for p in participants if p.key != self._me}
+
+    def apply(self, update: Update) -> bool:
+        """Applies an UPDATE; False when it changes nothing (about us, or already known)."""
+        p = update.participant
+        if p.key == self._me:
+            return False
+        if update.action is Action.JOIN:
+            if self._peers.get(p.key) == p:
+                return False
+            self._peers[p.key] = p
+            return True
+        return self._peers.pop(p.key, None) is not None
+
+    def by_address(self, ip: str, port: int) -> Participant | None:
+        """The participant registered at this UDP address (decision 21)."""
+        for p in self._peers.values():
+            if p.udp_port == port and p.ip == ip:
+                return p
+        return None
+
+
+# -- direct chats: one handshake per attempt ----------------------------------------
+
+
+class Role(Enum):
+    INITIATOR = auto()  # sent the INIT, listens for the peer's connection
+    RESPONDER = auto()  # answered an INIT, connects to the peer
+
+
+class ChatState(Enum):
+    INVITING = auto()  # INIT sent, neither ACK nor connection yet
+    ACKED = auto()  # ACK came, the peer's connection has not
+    CONNECTING = auto()  # we answered an INIT and are connecting
+    OPEN = auto()
+    CLOSED = auto()
+    FAILED = auto()
+
+
+class ChatEvent(Enum):
+    ACK = auto()
+    CONNECTED = auto()
+    TIMEOUT = auto()
+    CLOSE = auto()  # either side closed, or the attempt was dropped
+
+
+_TRANSITIONS: Final[dict[tuple[ChatState, ChatEvent], ChatState]] = {
+    (ChatState.INVITING, ChatEvent.ACK): ChatState.ACKED,
+    # The connection may beat the ACK (decision 22).
+    (ChatState.INVITING, ChatEvent.CONNECTED): ChatState.OPEN,
+    (ChatState.INVITING, ChatEvent.TIMEOUT): ChatState.FAILED,
+    (ChatState.INVITING, ChatEvent.CLOSE): ChatState.CLOSED,
+    (ChatState.ACKED, ChatEvent.ACK): ChatState.ACKED,
+    (ChatState.ACKED, ChatEvent.CONNECTED): ChatState.OPEN,
+    (ChatState.ACKED, ChatEvent.TIMEOUT): ChatState.FAILED,
+    (ChatState.ACKED, ChatEvent.CLOSE): ChatState.CLOSED,
+    (ChatState.CONNECTING, ChatEvent.CONNECTED): ChatState.OPEN,
+    (ChatState.CONNECTING, ChatEvent.TIMEOUT): ChatState.FAILED,
+    (ChatState.CONNECTING, ChatEvent.CLOSE): ChatState.CLOSED,
+    (ChatState.OPEN, ChatEvent.ACK): ChatState.OPEN,  # an ACK that lost the race
+    (ChatState.OPEN, ChatEvent.CLOSE): ChatState.CLOSED,
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+# Decision 20: resend after 0.25, 0.5, 1 and 2 s, give up 5 s after the first INIT.
+RETRY_DELAYS: Final = (0.25, 0.5, 1.0, 2.0)
+ANSWER_TIMEOUT: Final = 5.0
+# After the ACK (or, for the responder, the INIT), how long the TCP connection may take.
+CONNECT_TIMEOUT: Final = 5.0
+
+
+class TimerAction(Enum):
+    NOTHING = auto()
+    RESEND_INIT = auto()
+    GIVE_UP = auto()
+
+
+def new_secret() -> str:
+    """128 random bits, URL-safe (decision 8)."""
+    return secrets.token_urlsafe(16)
+
+
+@dataclass(slots=True)
+class Handshake:
+    """One attempt at a direct chat with one peer, from INIT to close."""
+
+    peer: Participant
+    role: Role
+    secret: str
+    started: float
+    state: ChatState = field(init=False)
+    _deadlines: list[float] = field(init=False, repr=False)
+    _give_up_at: float = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.role is Role.INITIATOR:
+            self.state = ChatState.INVITING
+            at, self._deadlines = self.started, []
+            for delay in RETRY_DELAYS:
+                at += delay
+                self._deadlines.append(at)
+            self._give_up_at = self.started + ANSWER_TIMEOUT
+        else:
+            self.state = ChatState.CONNECTING
+            self._deadlines = []
+            self._give_up_at = self.started + CONNECT_TIMEOUT
+
+    @classmethod
+    def outgoing(cls, peer: Participant, now: float) -> Handshake:
+        return cls(peer, Role.INITIATOR, new_secret(), now)
+
+    @classmethod
+    def incoming(cls, peer: Participant, secret: str, now: float) -> Handshake:
+        return cls(peer, Role.RESPONDER, secret, now)
+
+    @property
+    def pending(self) -> bool:
+        return self.state in (ChatState.INVITING, ChatState.ACKED, ChatState.CONNECTING)
+
+    def handle(self, event: ChatEvent, now: float) -> ChatState:
+        try:
+            new = _TRANSITIONS[(self.state, event)]
+        except KeyError:
+            raise InvalidTransition(f"{event.name} in state {self.state.name}") from None
+        if self.state is ChatState.INVITING and new is ChatState.ACKED:
+            self._deadlines = []
+            self._give_up_at = now + CONNECT_TIMEOUT
+        self.state = new
+        return new
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` next has something to do; None when nothing is pending."""
+        if not self.pending:
+            return None
+        return self._deadlines[0] if self._deadlines else self._give_up_at
+
+    def handle_timer(self, now: float) -> TimerAction:
+        if not self.pending:
+            return TimerAction.NOTHING
+        if now >= self._give_up_at:
+            self.handle(ChatEvent.TIMEOUT, now)
+            return TimerAction.GIVE_UP
+        if self._deadlines and now >= self._deadlines[0]:
+            while self._deadlines and now >= self._deadlines[0]:
+                self._deadlines.pop(0)
+            return TimerAction.RESEND_INIT
+        return TimerAction.NOTHING
+
+
+class InitVerdict(Enum):
+    """What to do with an INIT from a known participant (decisions 21 and 24)."""
+
+    ACCEPT = auto()  # ACK it and connect; any existing handshake with the peer is replaced
+    ACK_AGAIN = auto()  # a repeat of an INIT already answered: ACK, open nothing
+    IGNORE = auto()  # INITs crossed and ours wins, or a stale one of that race
+
+
+class DirectChats:
+    """Every handshake and open direct chat of one client, one per peer (decision 24)."""
+
+    __slots__ = ("_by_peer", "_lost", "_me")
+
+    def __init__(self, my_nick: str) -> None:
+        self._me = nick_key(my_nick)
+        self._by_peer: dict[str, Handshake] = {}
+        # Secrets of INITs that lost a crossing, so a late retransmission of
+        # one does not replace the chat that won (decision 24).
+        self._lost: dict[str, set[str]] = {}
+
+    def get(self, nick: str) -> Handshake | None:
+        return self._by_peer.get(nick_key(nick))
+
+    def by_secret(self, secret: str) -> Handshake | None:
+        for hs in self._by_peer.values():
+            if hs.secret == secret and hs.role is Role.INITIATOR:
+                return hs
+        return None
+
+    def __iter__(self) -> Iterator[Handshake]:
+        return iter(list(self._by_peer.values()))
+
+    def start(self, peer: Participant, now: float) -> Handshake:
+        hs = Handshake.outgoing(peer, now)
+        self._by_peer[peer.key] = hs
+        return hs
+
+    def judge_init(self, peer: Participant, secret: str) -> InitVerdict:
+        current = self._by_peer.get(peer.key)
+        if secret in self._lost.get(peer.key, ()):
+            return InitVerdict.IGNORE
+        if current is None or not (current.pending or current.state is ChatState.OPEN):
+            return InitVerdict.ACCEPT
+        if current.secret == secret:
+            return InitVerdict.ACK_AGAIN if current.role is Role.RESPONDER else InitVerdict.IGNORE
+        if current.role is Role.INITIATOR and current.pending and self._me < peer.key:
+            # Crossed INITs: the nickname that sorts first wins.
+            self._lost.setdefault(peer.key, set()).add(secret)
+            return InitVerdict.IGNORE
+        return InitVerdict.ACCEPT
+
+    def accept(
+        self, peer: Participant, secret: str, now: float
+    ) -> tuple[Handshake, Handshake | None]:
+        """Records an accepted INIT; returns the new handshake and the one it replaces."""
+        replaced = self._by_peer.get(peer.key)
+        if replaced is not None and not (replaced.pending or replaced.state is ChatState.OPEN):
+            replaced = None
+        hs = Handshake.incoming(peer, secret, now)
+        self._by_peer[peer.key] = hs
+        return hs, replaced
+
+    def forget(self, hs: Handshake) -> None:
+        """Drops a handshake that ended, unless a newer one took its place."""
+        if self._by_peer.get(hs.peer.key) is hs:
+            del self._by_peer[hs.peer.key]
