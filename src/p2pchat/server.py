@@ -1,0 +1,536 @@
+"""The chat server: keeps the participant list, forwards broadcasts, announces joins and leaves.
+
+``ChatServer`` holds the policy (registration, fan-out, drops); ``_Connection``
+is the per-socket adapter that moves bytes between a transport and the codec.
+Everything runs on one event loop, one message at a time, which gives every
+participant the same global order of broadcasts (decision 14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from . import _net
+from .protocol import (
+    LENGTH_HARD_LIMIT,
+    NEED_DATA,
+    Action,
+    Broadcast,
+    Decoder,
+    Error,
+    ListRequest,
+    Participant,
+    ParticipantList,
+    Register,
+    RemoteProtocolError,
+    Role,
+    Update,
+    canonical_ip,
+    is_unspecified,
+)
+from .state import RegistrationRefused, Registry
+
+log = logging.getLogger("p2pchat.server")
+
+DEFAULT_PORT = 7777
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The limits of decision 17, each a command-line option."""
+
+    max_message_bytes: int = 65536
+    max_line_bytes: int = 4096
+    max_clients: int = 10000
+    register_timeout: float = 30.0
+    sendq_bytes: int = 1 << 20
+    flood_burst: int = 200
+    flood_rate: float = 50.0  # messages per second; 0 turns flood control off
+    verify_ip: bool = False
+    keepalive_idle: int = 60
+    keepalive_interval: int = 10
+    keepalive_count: int = 6
+    # How long a dropped client's last ERROR may take to leave before the socket is cut.
+    drop_grace: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_message_bytes <= LENGTH_HARD_LIMIT:
+            raise ValueError(f"max message bytes must be 1 to {LENGTH_HARD_LIMIT}")
+        if self.max_line_bytes < 64:
+            raise ValueError("max line bytes must be at least 64")
+        if self.max_clients < 1:
+            raise ValueError("max clients must be at least 1")
+        if self.register_timeout <= 0:
+            raise ValueError("register timeout must be positive")
+        if self.sendq_bytes < 1024:
+            raise ValueError("send queue must be at least 1024 bytes")
+        if self.flood_rate < 0 or self.flood_burst < 1:
+            raise ValueError("flood rate must be >= 0 and flood burst >= 1")
+
+
+class _Connection(asyncio.Protocol):
+    """One client's TCP connection: decodes what it sends, hands events to the server."""
+
+    __slots__ = (
+        "_decoder",
+        "_flood_timer",
+        "_paused",
+        "_register_timer",
+        "_server",
+        "_tokens",
+        "_tokens_at",
+        "closing",
+        "peer",
+        "transport",
+    )
+
+    def __init__(self, server: ChatServer) -> None:
+        self._server = server
+        cfg = server.config
+        self._decoder = Decoder(
+            Role.SERVER,
+            max_message_bytes=cfg.max_message_bytes,
+            max_line_bytes=cfg.max_line_bytes,
+        )
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.closing = False
+        self._paused = False
+        self._tokens = float(cfg.flood_burst)
+        self._tokens_at = time.monotonic()
+        self._flood_timer: asyncio.TimerHandle | None = None
+        self._register_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport, so no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
+        peername = transport.get_extra_info("peername")
+        self.peer = _net.format_host_port(peername[0], peername[1]) if peername else "?"
+        self._server._connection_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._decoder.feed(data)
+        if not self._paused:
+            self._process()
+
+    def eof_received(self) -> bool:
+        return False  # the client is leaving: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for timer in (self._flood_timer, self._register_timer):
+            if timer is not None:
+                timer.cancel()
+        self._server._connection_lost(self, exc)
+
+    # -- reading, with flood control by back-pressure ----------------------------
+
+    def _process(self) -> None:
+        server = self._server
+        rate = server.config.flood_rate
+        while not self.closing:
+            if rate and not self._take_token(rate):
+                return
+            try:
+                event = self._decoder.next_event()
+            except RemoteProtocolError as error:
+                self._refund_token(rate)
+                server._peer_error(self, error)
+                continue
+            if event is NEED_DATA:
+                self._refund_token(rate)
+                return
+            try:
+                server._handle(self, event)
+            except Exception:  # a bug here must cost one message, not the server
+                log.exception("internal error handling %r from %s", event, self.peer)
+                self.send(Error("internal server error").encode())
+
+    def _take_token(self, rate: float) -> bool:
+        now = time.monotonic()
+        burst = self._server.config.flood_burst
+        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        self._tokens_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        # Out of tokens: stop reading until one is earned. Messages stay queued
+        # in the socket and the decoder; nothing is discarded.
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+            loop = asyncio.get_running_loop()
+            self._flood_timer = loop.call_later((1.0 - self._tokens) / rate, self._resume)
+        return False
+
+    def _refund_token(self, rate: float) -> None:
+        if rate:
+            self._tokens += 1.0
+
+    def _resume(self) -> None:
+        self._flood_timer = None
+        if self.closing or self.transport is None:
+            return
+        self._paused = False
+        self.transport.resume_reading()
+        self._process()
+
+    # -- writing -----------------------------------------------------------------
+
+    def send(self, data: bytes) -> bool:
+        """Queues bytes for the client; False when its send queue is over the limit."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return True
+        transport.write(data)
+        return transport.get_write_buffer_size() <= self._server.config.sendq_bytes
+
+    def close(self, error: str | None = None, *, grace: float | None = None) -> None:
+        """Sends a last ERROR (if any) and closes once it is written, or after ``grace`` seconds."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return
+        if error is not None:
+            transport.write(Error(error).encode())
+        self.closing = True
+        transport.close()
+        if grace is not None:
+            asyncio.get_running_loop().call_later(grace, transport.abort)
+
+    def start_register_timer(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._register_timer = loop.call_later(timeout, self._register_timeout, timeout)
+
+    def cancel_register_timer(self) -> None:
+        if self._register_timer is not None:
+            self._register_timer.cancel()
+            self._register_timer = None
+
+    def _register_timeout(self, timeout: float) -> None:
+        self._register_timer = None
+        log.info("closing %s: no REGISTER within %g s", self.peer, timeout)
+        self.close(f"registration timeout: no REGISTER within {timeout:g} s")
+
+
+class ChatServer:
+    """The server's policy: registration, fan-out, drops and announcements."""
+
+    def __init__(self, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.registry: Registry[_Connection] = Registry()
+        self._connections: set[_Connection] = set()
+        self._server: asyncio.Server | None = None
+        self._shutting_down = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> None:
+        limit = _net.raise_open_files_limit(self.config.max_clients + 64)
+        if limit < self.config.max_clients + 64:
+            log.warning(
+                "open-files limit is %d: fewer than --max-clients %d can connect",
+                limit,
+                self.config.max_clients,
+            )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: _Connection(self), host, port, backlog=1024, reuse_address=True
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the server listens, with the real ports."""
+        if self._server is None:
+            return []
+        return [s.getsockname()[:2] for s in self._server.sockets]
+
+    @property
+    def port(self) -> int:
+        return self.addresses[0][1]
+
+    async def close(self, reason: str = "server is shutting down", timeout: float = 3.0) -> None:
+        """Stops accepting, tells every client why, flushes and closes (within ``timeout``)."""
+        if self._server is None:
+            return
+        self._shutting_down = True
+        self._server.close()
+        conns = list(self._connections)
+        for conn in conns:
+            conn.close(reason, grace=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._connections and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for conn in list(self._connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), timeout)
+        self._server = None
+
+    # -- connection events --------------------------------------------------------
+
+    def _connection_made(self, conn: _Connection) -> None:
+        assert conn.transport is not None
+        cfg = self.config
+        if self._shutting_down:
+            conn.close("server is shutting down")
+            return
+        if len(self._connections) >= cfg.max_clients:
+            log.warning("refusing %s: server full (%d clients)", conn.peer, cfg.max_clients)
+            conn.close(f"server is full: {cfg.max_clients} clients; try again later")
+            return
+        self._connections.add(conn)
+        sock = conn.transport.get_extra_info("socket")
+        if sock is not None:
+            _net.set_keepalive(
+                sock, cfg.keepalive_idle, cfg.keepalive_interval, cfg.keepalive_count
+            )
+        # The send-queue limit is enforced by us, not by pausing the protocol.
+        conn.transport.set_write_buffer_limits(high=cfg.sendq_bytes + LENGTH_HARD_LIMIT * 2)
+        conn.start_register_timer(cfg.register_timeout)
+        log.debug("connection from %s", conn.peer)
+
+    def _connection_lost(self, conn: _Connection, exc: Exception | None) -> None:
+        self._connections.discard(conn)
+        conn.closing = True
+        reason = "connection closed" if exc is None else f"connection lost: {exc}"
+        self._leave(conn, reason)
+
+    def _leave(self, conn: _Connection, reason: str) -> None:
+        participant = self.registry.unregister(conn)
+        if participant is None:
+            return
+        log.info("leave %s (%s)", participant.nick, reason)
+        if not self._shutting_down:
+            self._fan_out(Update(Action.LEAVE, participant).encode(), exclude=None)
+
+    def _drop(self, conn: _Connection, reason: str) -> None:
+        """Removes a participant that cannot keep up, without waiting on it."""
+        log.warning("dropping %s: %s", conn.peer, reason)
+        conn.close(f"dropped: {reason}", grace=self.config.drop_grace)
+        self._leave(conn, f"dropped: {reason}")
+
+    def _fan_out(self, data: bytes, exclude: _Connection | None) -> None:
+        """Hands the same bytes to every registered participant but ``exclude``; never waits."""
+        overflowed = [
+            conn
+            for conn in self.registry.connections()
+            if conn is not exclude and not conn.send(data)
+        ]
+        limit = self.config.sendq_bytes
+        for conn in overflowed:
+            self._drop(conn, f"send queue over {limit} bytes; you are not reading fast enough")
+
+    def _reply(self, conn: _Connection, data: bytes) -> None:
+        if not conn.send(data):
+            limit = self.config.sendq_bytes
+            self._drop(conn, f"send queue over {limit} bytes; you are not reading fast enough")
+
+    def _error(self, conn: _Connection, text: str) -> None:
+        log.info("error to %s: %s", conn.peer, text)
+        self._reply(conn, Error(text).encode())
+
+    def _peer_error(self, conn: _Connection, error: RemoteProtocolError) -> None:
+        if error.fatal:
+            log.info("closing %s: %s", conn.peer, error)
+            conn.close(str(error))
+        else:
+            self._error(conn, str(error))
+
+    # -- messages --------------------------------------------------------------------
+
+    def _handle(self, conn: _Connection, event: object) -> None:
+        match event:
+            case Broadcast():
+                self._broadcast(conn, event)
+            case Register():
+                self._register(conn, event)
+            case ListRequest():
+                if conn not in self.registry:
+                    self._error(conn, "register first: REGISTER:Nickname:IP-Address:UDP-Port")
+                else:
+                    self._reply(conn, ParticipantList(self.registry.participants()).encode())
+            case _:
+                self._error(conn, f"unexpected message {type(event).__name__}")
+
+    def _register(self, conn: _Connection, event: Register) -> None:
+        participant = event.participant
+        assert conn.transport is not None
+        peername = conn.transport.get_extra_info("peername")
+        source_ip = canonical_ip(peername[0]) if peername else None
+        if is_unspecified(participant.ip) and source_ip is not None:
+            participant = Participant(participant.nick, source_ip, participant.udp_port)
+        if self.config.verify_ip and source_ip is not None and participant.ip != source_ip:
+            self._error(
+                conn,
+                f"IP address {participant.ip} is not the one you connect from ({source_ip})",
+            )
+            return
+        try:
+            self.registry.register(conn, participant)
+        except RegistrationRefused as refused:
+            self._error(conn, str(refused))
+            return
+        conn.cancel_register_timer()
+        log.info(
+            "join %s %s:%d from %s",
+            participant.nick,
+            participant.ip,
+            participant.udp_port,
+            conn.peer,
+        )
+        self._reply(conn, ParticipantList(self.registry.participants()).encode())
+        self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn)
+
+    def _broadcast(self, conn: _Connection, event: Broadcast) -> None:
+        sender = self.registry.get(conn)
+        if sender is None:
+            self._error(conn, "register first: REGISTER:Nickname:IP-Address:UDP-Port")
+            return
+        if event.nick.casefold() != sender.key:
+            self._error(conn, f"you are registered as '{sender.nick}', not '{event.nick}'")
+            return
+        self._fan_out(Broadcast(sender.nick, event.text).encode(), exclude=conn)
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = ServerConfig()
+    p = argparse.ArgumentParser(
+        prog="p2pchat-server",
+        description="The p2pchat server: participant list, broadcasts, join and leave notices.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port; 0 picks a free one")
+    p.add_argument(
+        "--max-message-bytes",
+        type=_positive_int,
+        default=defaults.max_message_bytes,
+        help="largest BROADCAST Message, in bytes (at most 1 MiB)",
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=_positive_int,
+        default=defaults.max_line_bytes,
+        help="longest line of the other messages, in bytes",
+    )
+    p.add_argument(
+        "--max-clients",
+        type=_positive_int,
+        default=defaults.max_clients,
+        help="connections accepted at once",
+    )
+    p.add_argument(
+        "--register-timeout",
+        type=float,
+        default=defaults.register_timeout,
+        help="seconds a connection has to REGISTER",
+    )
+    p.add_argument(
+        "--sendq-bytes",
+        type=_positive_int,
+        default=defaults.sendq_bytes,
+        help="bytes held for a client that is not reading before it is dropped",
+    )
+    p.add_argument(
+        "--flood-burst",
+        type=_positive_int,
+        default=defaults.flood_burst,
+        help="messages a client may send at once before being slowed",
+    )
+    p.add_argument(
+        "--flood-rate",
+        type=float,
+        default=defaults.flood_rate,
+        help="messages per second per client after the burst; 0 turns flood control off",
+    )
+    p.add_argument(
+        "--verify-ip",
+        action="store_true",
+        help="require the registered IP to be the connection's source address",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="what to log on stderr",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        max_message_bytes=args.max_message_bytes,
+        max_line_bytes=args.max_line_bytes,
+        max_clients=args.max_clients,
+        register_timeout=args.register_timeout,
+        sendq_bytes=args.sendq_bytes,
+        flood_burst=args.flood_burst,
+        flood_rate=args.flood_rate,
+        verify_ip=args.verify_ip,
+    )
+
+
+async def serve(host: str, port: int, config: ServerConfig) -> None:
+    """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly."""
+    server = ChatServer(config)
+    await server.start(host, port)
+    for addr_host, addr_port in server.addresses:
+        log.info("listening on %s", _net.format_host_port(addr_host, addr_port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await server.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as error:
+        parser.error(str(error))
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port {args.port} is out of range 0-65535")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        _net.run(lambda: serve(args.host, args.port, config))
+    except OSError as error:
+        print(
+            f"p2pchat-server: cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
