@@ -176,7 +176,7 @@ def new_secret() -> str:
     return secrets.token_urlsafe(16)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # compared and hashed by identity
 class Handshake:
     """One attempt at a direct chat with one peer, from INIT to close."""
 
@@ -304,6 +304,9 @@ class DirectChats:
         hs = Handshake.incoming(peer, secret, now)
         self._by_peer[peer.key] = hs
         return hs, replaced
+
+    def peer_left(self, nick: str) -> None:
+        self._lost.pop(nick_key(nick), None)
 
     def forget(self, hs: Handshake) -> None:
         """Drops a handshake that ended, unless a newer one took its place."""

@@ -1,0 +1,161 @@
+"""The ``p2pchat`` command: arguments, hosting with ``--serve``, and picking the UI."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import logging
+import socket
+import sys
+from collections.abc import Sequence
+
+from . import _net, linemode
+from .client import ChatClient, ConnectError, RegistrationError
+from .protocol import LocalProtocolError, canonical_ip, check_nick
+from .server import DEFAULT_PORT, ChatServer, ServerConfig
+
+
+def _default_nick() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        return "guest"
+    try:
+        return check_nick(name)
+    except LocalProtocolError:
+        return "guest"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="p2pchat",
+        description="Group chat with direct peer-to-peer conversations. "
+        "Type a line to broadcast it; /help lists the commands.",
+    )
+    p.add_argument("--nick", default=None, help="your nickname (default: your login name)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        default=None,
+        help=f"the server to join (default: 127.0.0.1:{DEFAULT_PORT})",
+    )
+    where.add_argument(
+        "--serve",
+        metavar="HOST:PORT",
+        nargs="?",
+        const=f"0.0.0.0:{DEFAULT_PORT}",
+        default=None,
+        help=f"host a chat in this process and join it (default address 0.0.0.0:{DEFAULT_PORT})",
+    )
+    p.add_argument(
+        "--ip",
+        default=None,
+        help="the IP address to register (default: the local address of the connection)",
+    )
+    p.add_argument(
+        "--udp-port",
+        type=int,
+        default=0,
+        help="UDP port for direct-chat requests (default: 0, any free port)",
+    )
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--plain", action="store_true", help="line mode for people and scripts")
+    mode.add_argument("--json", action="store_true", help="line mode with one JSON event per line")
+    p.add_argument("--no-direct", action="store_true", help="refuse every incoming direct chat")
+    p.add_argument(
+        "--log-level",
+        default="warning",
+        choices=["debug", "info", "warning", "error"],
+        help="what to log on stderr (default: warning)",
+    )
+    return p
+
+
+def _local_lan_ip() -> str | None:
+    """An address of this machine that others on the network can reach, if one is known."""
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            ip = str(info[4][0])
+            if not ip.startswith("127."):
+                return ip
+    return None
+
+
+async def _main(args: argparse.Namespace, nick: str, out: linemode.Output) -> int:
+    server: ChatServer | None = None
+    if args.serve is not None:
+        host, port = _net.parse_host_port(args.serve, DEFAULT_PORT)
+        server = ChatServer(ServerConfig())
+        try:
+            await server.start(host or "0.0.0.0", port)
+        except OSError as error:
+            print(
+                f"p2pchat: cannot host on {args.serve}: {error.strerror or error}", file=sys.stderr
+            )
+            return 1
+        real_port = server.port
+        wildcard = host in ("", "0.0.0.0", "::")
+        lan_ip = _local_lan_ip() if wildcard else None
+        shown = lan_ip or ("127.0.0.1" if wildcard else host)
+        out.hosting(_net.format_host_port(shown, real_port))
+        connect_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+        client = ChatClient(
+            nick,
+            connect_host,
+            real_port,
+            ip=args.ip or lan_ip,
+            udp_port=args.udp_port,
+            accept_direct=not args.no_direct,
+        )
+    else:
+        host, port = _net.parse_host_port(args.server or f"127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
+        client = ChatClient(
+            nick, host, port, ip=args.ip, udp_port=args.udp_port, accept_direct=not args.no_direct
+        )
+    try:
+        try:
+            await client.connect()
+        except (ConnectError, RegistrationError) as error:
+            print(f"p2pchat: {error}", file=sys.stderr)
+            return 1
+        return await linemode.run(client, out)
+    finally:
+        await client.close()
+        if server is not None:
+            await server.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    nick = args.nick if args.nick is not None else _default_nick()
+    try:
+        check_nick(nick)
+        if args.ip is not None:
+            canonical_ip(args.ip)
+        for value in (args.server, args.serve):
+            if value is not None:
+                _net.parse_host_port(value, DEFAULT_PORT)
+    except (LocalProtocolError, ValueError) as error:
+        parser.error(str(error))
+    if not 0 <= args.udp_port <= 65535:
+        parser.error(f"--udp-port {args.udp_port} is out of range 0-65535")
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    with contextlib.suppress(AttributeError):
+        sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+    # The full-screen UI comes on a terminal; until then a terminal gets plain mode.
+    out: linemode.Output = linemode.JsonOutput() if args.json else linemode.PlainOutput(nick)
+    try:
+        return _net.run(lambda: _main(args, nick, out))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,405 @@
+"""The client library: register with a server, follow the participants, broadcast, chat directly.
+
+``ChatClient`` is what UIs and bots use; ``main`` starts the terminal client
+(``p2pchat`` / ``python -m p2pchat.client``), whose code lives in ``cli``.
+
+    async with ChatClient("alice", "127.0.0.1", 7777) as client:
+        await client.broadcast("hello")
+        async for event in client.events():
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+from .direct import DirectChatError, DirectChatManager
+from .events import (
+    BroadcastReceived,
+    ClientEvent,
+    Disconnected,
+    ParticipantsListed,
+    PeerJoined,
+    PeerLeft,
+    Registered,
+    ServerError,
+)
+from .protocol import (
+    NEED_DATA,
+    Action,
+    Broadcast,
+    Decoder,
+    Error,
+    ListRequest,
+    Participant,
+    ParticipantList,
+    Register,
+    RemoteProtocolError,
+    Role,
+    Update,
+    canonical_ip,
+    check_nick,
+    is_unspecified,
+    nick_key,
+)
+from .state import PeerTable
+
+__all__ = [
+    "ChatClient",
+    "ConnectError",
+    "DirectChatError",
+    "NotConnectedError",
+    "RegistrationError",
+    "main",
+]
+
+log = logging.getLogger("p2pchat.client")
+
+DEFAULT_SERVER = ("127.0.0.1", 7777)
+CONNECT_TIMEOUT = 10.0
+RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # then every 30 s
+READ_CHUNK = 1 << 16
+
+
+class ConnectError(Exception):
+    """The server could not be reached."""
+
+
+class RegistrationError(Exception):
+    """The server refused our REGISTER; the text is its ERROR."""
+
+
+class NotConnectedError(Exception):
+    """The server connection is down (a reconnect may be under way)."""
+
+
+class ChatClient:
+    """One participant: a server connection, a UDP socket for handshakes, and direct chats."""
+
+    def __init__(
+        self,
+        nick: str,
+        host: str = DEFAULT_SERVER[0],
+        port: int = DEFAULT_SERVER[1],
+        *,
+        ip: str | None = None,
+        udp_port: int = 0,
+        accept_direct: bool = True,
+        reconnect: bool = True,
+    ) -> None:
+        self.nick = check_nick(nick)
+        self._key = nick_key(nick)
+        self.host = host
+        self.port = port
+        self._ip = canonical_ip(ip) if ip else None
+        self._udp_port = udp_port
+        self.accept_direct = accept_direct
+        self._reconnect = reconnect
+        self._peers = PeerTable(nick)
+        self._ignored: set[str] = set()
+        self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._me: Participant | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._decoder = Decoder(Role.CLIENT)
+        self._reader_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._direct = DirectChatManager(nick, self._peers, self._events.put_nowait, self._refuses)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def connect(self) -> Participant:
+        """Connects and registers; raises ConnectError or RegistrationError."""
+        reader, writer, me = await self._establish()
+        self._start_reading(reader, writer)
+        return me
+
+    async def close(self) -> None:
+        """Leaves: closes direct chats, the UDP socket and the server connection."""
+        self._closing = True
+        self._direct.close()
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(OSError):
+                await self._writer.wait_closed()
+            self._writer = None
+
+    async def __aenter__(self) -> ChatClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- what the user sees --------------------------------------------------------
+
+    @property
+    def me(self) -> Participant | None:
+        """Ourselves as registered, or None before the first registration."""
+        return self._me
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def participants(self) -> tuple[Participant, ...]:
+        """Everyone registered, ourselves first."""
+        others = tuple(self._peers)
+        return (self._me, *others) if self._me is not None else others
+
+    async def next_event(self) -> ClientEvent:
+        return await self._events.get()
+
+    def poll_event(self) -> ClientEvent | None:
+        """The next event if one is waiting, else None."""
+        try:
+            return self._events.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        while True:
+            yield await self._events.get()
+
+    # -- group chat ------------------------------------------------------------------
+
+    async def broadcast(self, text: str) -> None:
+        await self._send(Broadcast(self.nick, text).encode())
+
+    async def refresh_participants(self) -> None:
+        """Asks the server for a fresh LIST; a ParticipantsListed event follows."""
+        await self._send(ListRequest().encode())
+
+    def ignore(self, nick: str) -> None:
+        """Hides ``nick``'s broadcasts and refuses direct chats from them."""
+        self._ignored.add(nick_key(nick))
+
+    def unignore(self, nick: str) -> None:
+        self._ignored.discard(nick_key(nick))
+
+    @property
+    def ignored(self) -> frozenset[str]:
+        return frozenset(self._ignored)
+
+    # -- direct chats ------------------------------------------------------------------
+
+    async def open_chat(self, nick: str) -> None:
+        """Opens a direct chat with ``nick`` (or reuses the open one); DirectChatError if it fails."""
+        await self._direct.open(nick)
+
+    def start_chat(self, nick: str) -> None:
+        """Starts opening a direct chat without waiting; a ChatOpened or ChatFailed event follows."""
+        self._direct.start(nick)
+
+    async def send_chat(self, nick: str, text: str) -> None:
+        """Sends a direct message; if no chat is open one is opened and the text waits for it."""
+        await self._direct.send(nick, text)
+
+    def close_chat(self, nick: str) -> bool:
+        """Closes the direct chat with ``nick``; False if there was none."""
+        return self._direct.close_chat(nick)
+
+    def chat_state(self, nick: str) -> str | None:
+        """'inviting', 'acked', 'connecting', 'open', or None when there is no chat."""
+        state = self._direct.state(nick)
+        return (
+            state.name.lower()
+            if state is not None and state.name not in ("CLOSED", "FAILED")
+            else None
+        )
+
+    async def wait_pending_chats(self) -> None:
+        """Waits until every direct chat being opened has opened or failed."""
+        await self._direct.wait_pending()
+
+    # -- internals: connection and registration ------------------------------------
+
+    def _refuses(self, peer: Participant) -> bool:
+        return not self.accept_direct or peer.key in self._ignored
+
+    async def _send(self, data: bytes) -> None:
+        writer = self._writer
+        if writer is None:
+            raise NotConnectedError("not connected to the server")
+        writer.write(data)
+        await writer.drain()
+
+    async def _establish(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Participant]:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(self.host, self.port)
+        except (OSError, TimeoutError) as error:
+            why = (error.strerror or str(error)) if isinstance(error, OSError) else "timed out"
+            raise ConnectError(f"cannot connect to {self.host}:{self.port}: {why}") from None
+        try:
+            me = self._me or await self._bind_udp(
+                canonical_ip(writer.get_extra_info("sockname")[0])
+            )
+            writer.write(Register(me).encode())
+            await writer.drain()
+            decoder = Decoder(Role.CLIENT)
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                listing = await self._await_registration(reader, decoder)
+        except (OSError, TimeoutError, RegistrationError, ConnectError) as error:
+            writer.close()
+            if isinstance(error, RegistrationError | ConnectError):
+                raise
+            raise ConnectError(
+                f"registration failed: {error or 'no answer from the server'}"
+            ) from None
+        self._me = me
+        self._writer = writer
+        self._decoder = decoder
+        self._peers.replace(listing.participants)
+        self._events.put_nowait(Registered(me))
+        self._events.put_nowait(ParticipantsListed(self.participants))
+        return reader, writer, me
+
+    async def _await_registration(
+        self, reader: asyncio.StreamReader, decoder: Decoder
+    ) -> ParticipantList:
+        while True:
+            data = await reader.read(READ_CHUNK)
+            if not data:
+                raise ConnectError("the server closed the connection during registration")
+            decoder.feed(data)
+            while True:
+                try:
+                    event = decoder.next_event()
+                except RemoteProtocolError as error:
+                    raise ConnectError(f"the server sent garbage: {error}") from None
+                if event is NEED_DATA:
+                    break
+                match event:
+                    case ParticipantList():
+                        return event
+                    case Error(text=text):
+                        raise RegistrationError(text)
+                    case _:  # e.g. an UPDATE about ourselves from some servers
+                        continue
+
+    async def _bind_udp(self, local_ip: str) -> Participant:
+        """Binds the UDP socket on the address we register, so INITs leave from it (decision 19)."""
+        ip = self._ip if self._ip and not is_unspecified(self._ip) else local_ip
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        bind_ip: str | None = ip
+        try:
+            transport, _ = await loop.create_datagram_endpoint(
+                self._direct.udp_protocol, local_addr=(ip, self._udp_port), family=family
+            )
+        except OSError:
+            # The advertised address is not one of ours (e.g. behind NAT): listen everywhere.
+            bind_ip = None
+            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+            try:
+                transport, _ = await loop.create_datagram_endpoint(
+                    self._direct.udp_protocol, local_addr=(wildcard, self._udp_port), family=family
+                )
+            except OSError as error:
+                raise ConnectError(
+                    f"cannot bind UDP port {self._udp_port}: {error.strerror}"
+                ) from None
+        self._direct.attach_udp(transport, bind_ip)  # type: ignore[arg-type]
+        return Participant(self.nick, ip, transport.get_extra_info("sockname")[1])
+
+    # -- internals: the server connection -------------------------------------------
+
+    def _start_reading(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader_task = asyncio.get_running_loop().create_task(
+            self._read_server(reader, writer)
+        )
+
+    async def _read_server(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            reason = await self._read_until_lost(reader)
+            writer.close()
+            self._writer = None
+            if self._closing:
+                return
+            log.info("server connection lost: %s", reason)
+            if not self._reconnect:
+                self._events.put_nowait(Disconnected(reason, None))
+                return
+            attempt = 0
+            while True:
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                self._events.put_nowait(Disconnected(reason, delay))
+                await asyncio.sleep(delay)
+                attempt += 1
+                try:
+                    reader, writer, _ = await self._establish()
+                    break
+                except (ConnectError, RegistrationError) as error:
+                    reason = str(error)
+
+    async def _read_until_lost(self, reader: asyncio.StreamReader) -> str:
+        decoder = self._decoder
+        while True:
+            try:
+                data = await reader.read(READ_CHUNK)
+            except OSError as error:
+                return f"connection lost: {error}"
+            if not data:
+                return "the server closed the connection"
+            decoder.feed(data)
+            while True:
+                try:
+                    event = decoder.next_event()
+                except RemoteProtocolError as error:
+                    log.warning("bad message from the server: %s", error)
+                    if error.fatal:
+                        return f"the server sent garbage: {error}"
+                    continue
+                if event is NEED_DATA:
+                    break
+                self._server_event(event)
+
+    def _server_event(self, event: object) -> None:
+        emit = self._events.put_nowait
+        match event:
+            case Broadcast(nick=nick, text=text):
+                key = nick_key(nick)
+                if key != self._key and key not in self._ignored:  # some servers echo
+                    emit(BroadcastReceived(nick, text))
+            case Update(action=action, participant=participant):
+                if self._peers.apply(event):
+                    if action is Action.JOIN:
+                        emit(PeerJoined(participant))
+                    else:
+                        self._direct.peer_left(participant)
+                        emit(PeerLeft(participant))
+            case ParticipantList(participants=participants):
+                self._peers.replace(participants)
+                emit(ParticipantsListed(self.participants))
+            case Error(text=text):
+                emit(ServerError(text))
+            case _:
+                log.warning("unexpected message from the server: %r", event)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .cli import main as cli_main  # the library stays importable without the UIs
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""Direct chats over real sockets: the UDP INIT/ACK handshake and the TCP sessions after it.
+
+The rules (who may ask, retransmission, crossing INITs) live in ``state``;
+this module only moves datagrams and bytes and reports what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, ClientEvent
+from .protocol import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    NEED_DATA,
+    Ack,
+    Chat,
+    Decoder,
+    Init,
+    Participant,
+    RemoteProtocolError,
+    Role,
+    canonical_ip,
+    decode_datagram,
+    nick_key,
+)
+from .state import (
+    CONNECT_TIMEOUT,
+    ChatEvent,
+    ChatState,
+    DirectChats,
+    Handshake,
+    InitVerdict,
+    PeerTable,
+    TimerAction,
+)
+from .state import Role as ChatRole
+
+log = logging.getLogger("p2pchat.direct")
+
+READ_CHUNK = 1 << 16
+
+
+class DirectChatError(Exception):
+    """A direct chat could not be opened or used; the text says why."""
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, owner: DirectChatManager) -> None:
+        self._owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        try:
+            message = decode_datagram(data)
+        except RemoteProtocolError as error:
+            log.debug("ignoring datagram from %s: %s", addr, error)
+            return
+        self._owner._datagram(message, addr[0], addr[1])
+
+    def error_received(self, exc: Exception) -> None:
+        # e.g. ICMP port unreachable for an INIT to a client that is gone:
+        # the retransmission timer reports the failure.
+        log.debug("UDP error: %s", exc)
+
+
+class DirectSession:
+    """An open direct chat: CHAT frames both ways on one TCP connection."""
+
+    def __init__(
+        self,
+        peer: Participant,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        max_message_bytes: int,
+    ) -> None:
+        self.peer = peer
+        self._reader = reader
+        self._writer = writer
+        self._decoder = Decoder(Role.PEER, max_message_bytes=max_message_bytes)
+
+    def write(self, text: str) -> None:
+        self._writer.write(Chat(text).encode())
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def run(self, on_text: Callable[[str], None]) -> str:
+        """Reads CHAT frames until the connection ends; returns why it ended."""
+        try:
+            while True:
+                data = await self._reader.read(READ_CHUNK)
+                if not data:
+                    return f"{self.peer.nick} closed the chat"
+                self._decoder.feed(data)
+                while True:
+                    try:
+                        event = self._decoder.next_event()
+                    except RemoteProtocolError as error:
+                        log.warning("bad data from %s: %s", self.peer.nick, error)
+                        if error.fatal:
+                            return f"{self.peer.nick} sent garbage: {error}"
+                        continue
+                    if event is NEED_DATA:
+                        break
+                    assert isinstance(event, Chat)
+                    on_text(event.text)
+        except (ConnectionError, OSError) as error:
+            return f"connection to {self.peer.nick} lost: {error}"
+        finally:
+            self._writer.close()
+
+
+@dataclass(eq=False)
+class _Link:
+    """The I/O that belongs to one handshake."""
+
+    listener: asyncio.Server | None = None
+    timer: asyncio.TimerHandle | None = None
+    session: DirectSession | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class DirectChatManager:
+    """Opens, carries and closes the direct chats of one registered client."""
+
+    def __init__(
+        self,
+        nick: str,
+        peers: PeerTable,
+        emit: Callable[[ClientEvent], None],
+        refuses: Callable[[Participant], bool],
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
+        self._me_key = nick_key(nick)
+        self._peers = peers
+        self._emit = emit
+        self._refuses = refuses
+        self._bind_ip: str | None = None  # None when our registered IP is not one of ours
+        self._max = max_message_bytes
+        self._chats = DirectChats(nick)
+        self._links: dict[Handshake, _Link] = {}
+        self._queued: dict[str, list[str]] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._loop = asyncio.get_running_loop()
+
+    # -- setup -----------------------------------------------------------------------
+
+    def attach_udp(self, transport: asyncio.DatagramTransport, bind_ip: str | None) -> None:
+        """Starts using the registered UDP socket; ``bind_ip`` is where TCP sockets bind too."""
+        self._udp = transport
+        self._bind_ip = bind_ip
+
+    def udp_protocol(self) -> asyncio.DatagramProtocol:
+        return _Udp(self)
+
+    # -- public API --------------------------------------------------------------
+
+    def state(self, nick: str) -> ChatState | None:
+        hs = self._chats.get(nick)
+        return hs.state if hs is not None else None
+
+    def open_peers(self) -> list[str]:
+        return [hs.peer.nick for hs in self._chats if hs.state is ChatState.OPEN]
+
+    async def open(self, nick: str) -> None:
+        """Opens a direct chat (or reuses the open one); raises DirectChatError on failure."""
+        waiter = self._loop.create_future()
+        self._waiters.setdefault(nick_key(nick), []).append(waiter)
+        try:
+            self._ensure(nick)
+        except DirectChatError:
+            self._waiters[nick_key(nick)].remove(waiter)
+            raise
+        await waiter
+
+    def start(self, nick: str) -> None:
+        """Opens a chat without waiting for it; raises DirectChatError only for a bad request."""
+        self._ensure(nick)
+
+    async def send(self, nick: str, text: str) -> None:
+        """Sends a direct message, opening the chat first if needed (the text waits for it)."""
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > self._max:
+            raise DirectChatError(f"message too long: {size} bytes, limit {self._max}")
+        hs = self._chats.get(nick)
+        if hs is not None and hs.state is ChatState.OPEN:
+            session = self._links[hs].session
+            assert session is not None
+            session.write(text)
+            await session.drain()
+            return
+        self._queued.setdefault(nick_key(nick), []).append(text)
+        try:
+            self._ensure(nick)
+        except DirectChatError:
+            self._queued.pop(nick_key(nick), None)
+            raise
+
+    async def wait_pending(self) -> None:
+        """Waits until no chat is still being opened (each has opened or failed)."""
+        while True:
+            pending = [hs for hs in self._chats if hs.pending]
+            if not pending:
+                return
+            waiter = self._loop.create_future()
+            for hs in pending:
+                self._waiters.setdefault(hs.peer.key, []).append(waiter)
+            with contextlib.suppress(DirectChatError):
+                await waiter
+
+    def close_chat(self, nick: str, reason: str = "closed") -> bool:
+        hs = self._chats.get(nick)
+        if hs is None or not (hs.pending or hs.state is ChatState.OPEN):
+            return False
+        self._end(hs, reason, failed=hs.pending)
+        return True
+
+    def close(self) -> None:
+        for hs in list(self._chats):
+            if hs.pending or hs.state is ChatState.OPEN:
+                self._end(hs, "client is leaving", failed=hs.pending, notify=False)
+        if self._udp is not None:
+            self._udp.close()
+            self._udp = None
+
+    def peer_left(self, participant: Participant) -> None:
+        self._chats.peer_left(participant.nick)
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _ensure(self, nick: str) -> None:
+        hs = self._chats.get(nick)
+        if hs is not None and (hs.pending or hs.state is ChatState.OPEN):
+            if hs.state is ChatState.OPEN:
+                self._opened(hs)  # wake waiters; nothing new to open
+            return
+        if nick_key(nick) == self._me_key:
+            raise DirectChatError("you cannot open a direct chat with yourself")
+        peer = self._peers.get(nick)
+        if peer is None:
+            raise DirectChatError(f"no participant named '{nick}'")
+        if self._udp is None:
+            raise DirectChatError("not connected")
+        hs = self._chats.start(peer, self._loop.time())
+        link = self._links[hs] = _Link()
+        self._spawn(link, self._invite(hs, link))
+
+    async def _invite(self, hs: Handshake, link: _Link) -> None:
+        try:
+            link.listener = await asyncio.start_server(
+                lambda r, w: self._accepted(hs, link, r, w), host=self._bind_ip, port=0
+            )
+        except OSError as error:
+            self._end(hs, f"cannot listen for {hs.peer.nick}: {error}", failed=True)
+            return
+        if not hs.pending:  # cancelled meanwhile
+            link.listener.close()
+            return
+        self._send_init(hs, link)
+        self._arm(hs, link)
+
+    def _send_init(self, hs: Handshake, link: _Link) -> None:
+        if self._udp is None or link.listener is None:
+            return
+        port = link.listener.sockets[0].getsockname()[1]
+        self._udp.sendto(Init(hs.secret, port).encode(), hs.peer.udp_address)
+
+    def _arm(self, hs: Handshake, link: _Link) -> None:
+        if link.timer is not None:
+            link.timer.cancel()
+        when = hs.get_timer()
+        link.timer = None if when is None else self._loop.call_at(when, self._tick, hs, link)
+
+    def _tick(self, hs: Handshake, link: _Link) -> None:
+        link.timer = None
+        before = hs.state
+        match hs.handle_timer(self._loop.time()):
+            case TimerAction.RESEND_INIT:
+                self._send_init(hs, link)
+            case TimerAction.GIVE_UP:
+                if before is ChatState.INVITING:
+                    reason = f"{hs.peer.nick} did not answer"
+                elif before is ChatState.ACKED:
+                    reason = f"{hs.peer.nick} answered but did not connect"
+                else:
+                    reason = f"could not connect to {hs.peer.nick} in time"
+                self._end(hs, reason, failed=True)
+                return
+            case TimerAction.NOTHING:
+                pass
+        self._arm(hs, link)
+
+    async def _accepted(
+        self, hs: Handshake, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peername = writer.get_extra_info("peername")
+        ip = canonical_ip(peername[0]) if peername else ""
+        # Decision 22: only the expected peer's address, only the first connection.
+        if ip != hs.peer.ip or not hs.pending or link.session is not None:
+            log.info("refusing direct connection from %s for %s", peername, hs.peer.nick)
+            writer.close()
+            return
+        if link.listener is not None:
+            link.listener.close()
+        hs.handle(ChatEvent.CONNECTED, self._loop.time())
+        await self._run_session(hs, link, reader, writer)
+
+    def _datagram(self, message: Init | Ack, ip: str, port: int) -> None:
+        match message:
+            case Ack(secret=secret):
+                hs = self._chats.by_secret(secret)
+                if hs is None or hs.state not in (
+                    ChatState.INVITING,
+                    ChatState.ACKED,
+                    ChatState.OPEN,
+                ):
+                    log.debug("ignoring ACK with an unknown secret from %s:%d", ip, port)
+                    return
+                hs.handle(ChatEvent.ACK, self._loop.time())
+                self._arm(hs, self._links[hs])
+            case Init():
+                self._init(message, canonical_ip(ip), port)
+
+    def _init(self, init: Init, ip: str, port: int) -> None:
+        peer = self._peers.by_address(ip, port)
+        if peer is None:
+            log.info("ignoring INIT from %s:%d: not a participant", ip, port)
+            return
+        if self._refuses(peer):
+            log.info("refusing direct chat from %s", peer.nick)
+            return
+        verdict = self._chats.judge_init(peer, init.secret)
+        if verdict is InitVerdict.IGNORE:
+            return
+        assert self._udp is not None
+        self._udp.sendto(Ack(init.secret).encode(), (ip, port))
+        if verdict is InitVerdict.ACK_AGAIN:
+            return
+        hs, replaced = self._chats.accept(peer, init.secret, self._loop.time())
+        if replaced is not None:
+            # Crossed INITs we lost, or the peer restarted: the new request wins.
+            old_open = replaced.state is ChatState.OPEN
+            self._end(
+                replaced,
+                f"replaced by a new request from {peer.nick}",
+                failed=False,
+                notify=old_open,
+                keep_waiting=True,
+            )
+        link = self._links[hs] = _Link()
+        self._arm(hs, link)
+        self._spawn(link, self._connect(hs, link, ip, init.tcp_port))
+
+    async def _connect(self, hs: Handshake, link: _Link, ip: str, tcp_port: int) -> None:
+        local = (self._bind_ip, 0) if self._bind_ip else None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(ip, tcp_port, local_addr=local)
+        except (OSError, TimeoutError) as error:
+            if hs.pending:
+                self._end(
+                    hs, f"could not connect to {hs.peer.nick}: {error or 'timed out'}", failed=True
+                )
+            return
+        if not hs.pending:
+            writer.close()
+            return
+        hs.handle(ChatEvent.CONNECTED, self._loop.time())
+        await self._run_session(hs, link, reader, writer)
+
+    # -- open and ended chats ------------------------------------------------------------
+
+    async def _run_session(
+        self, hs: Handshake, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if link.timer is not None:
+            link.timer.cancel()
+            link.timer = None
+        session = link.session = DirectSession(hs.peer, reader, writer, self._max)
+        peer = hs.peer.nick
+        self._emit(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
+        for text in self._queued.pop(hs.peer.key, []):
+            session.write(text)
+        self._opened(hs)
+        reason = await session.run(lambda text: self._emit(ChatReceived(peer, text)))
+        if hs.state is ChatState.OPEN:
+            self._end(hs, reason, failed=False)
+
+    def _opened(self, hs: Handshake) -> None:
+        for waiter in self._waiters.pop(hs.peer.key, []):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _end(
+        self,
+        hs: Handshake,
+        reason: str,
+        *,
+        failed: bool,
+        notify: bool = True,
+        keep_waiting: bool = False,
+    ) -> None:
+        """Ends a handshake or chat: frees its sockets, tells the user, wakes waiters."""
+        was_open = hs.state is ChatState.OPEN
+        if hs.pending or was_open:
+            hs.handle(ChatEvent.CLOSE, self._loop.time())
+        link = self._links.pop(hs, None)
+        if link is not None:
+            if link.timer is not None:
+                link.timer.cancel()
+            if link.listener is not None:
+                link.listener.close()
+            if link.session is not None:
+                link.session.close()
+            for task in link.tasks:
+                if task is not asyncio.current_task():
+                    task.cancel()
+        self._chats.forget(hs)
+        if keep_waiting:  # a new handshake with the peer takes over the queue and waiters
+            if notify and was_open:
+                self._emit(ChatClosed(hs.peer.nick, reason))
+            return
+        if failed or not was_open:
+            unsent = tuple(self._queued.pop(hs.peer.key, []))
+            if notify:
+                self._emit(ChatFailed(hs.peer.nick, reason, unsent))
+            error = DirectChatError(reason)
+            for waiter in self._waiters.pop(hs.peer.key, []):
+                if not waiter.done():
+                    waiter.set_exception(error)
+        elif notify:
+            self._emit(ChatClosed(hs.peer.nick, reason))
+
+    def _spawn(self, link: _Link, coro: object) -> None:
+        task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]
+        link.tasks.add(task)
+        task.add_done_callback(link.tasks.discard)
+        task.add_done_callback(_log_crash)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("direct chat task failed", exc_info=task.exception())

@@ -1,0 +1,246 @@
+"""The line modes of the terminal client: ``--plain`` for people, ``--json`` for scripts.
+
+Both read commands from stdin, one per line, and write one line per event
+on stdout. Other people's text is escaped in plain mode and JSON-encoded
+(ASCII only) in JSON mode, so nothing they send can steer the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import threading
+import time
+from typing import Any, Protocol
+
+from . import commands
+from .client import ChatClient, NotConnectedError
+from .direct import DirectChatError
+from .events import (
+    BroadcastReceived,
+    ChatClosed,
+    ChatFailed,
+    ChatOpened,
+    ChatReceived,
+    ClientEvent,
+    Disconnected,
+    ParticipantsListed,
+    PeerJoined,
+    PeerLeft,
+    Registered,
+    ServerError,
+)
+from .protocol import Participant, ProtocolError
+from .textsafe import printable
+
+
+class Output(Protocol):
+    def event(self, event: ClientEvent) -> None: ...
+    def participants(self, participants: tuple[Participant, ...]) -> None: ...
+    def info(self, text: str) -> None: ...
+    def error(self, text: str) -> None: ...
+    def hosting(self, address: str) -> None: ...
+
+
+def _write(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class PlainOutput:
+    """Timestamped lines for people."""
+
+    def __init__(self, me: str) -> None:
+        self._me = me
+
+    def _line(self, text: str) -> None:
+        _write(f"[{time.strftime('%H:%M:%S')}] {text}")
+
+    def event(self, event: ClientEvent) -> None:
+        match event:
+            case Registered(participant=p):
+                self._me = p.nick
+                self._line(f"*** registered as {printable(p.nick)} ({_address(p)})")
+            case ParticipantsListed(participants=ps):
+                self.participants(ps)
+            case PeerJoined(participant=p):
+                self._line(f"--> {printable(p.nick)} joined ({_address(p)})")
+            case PeerLeft(participant=p):
+                self._line(f"<-- {printable(p.nick)} left")
+            case BroadcastReceived(nick=nick, text=text):
+                self._line(f"<{printable(nick)}> {printable(text)}")
+            case ChatOpened(peer=peer, initiator=initiator):
+                how = "you asked" if initiator else f"{printable(peer)} asked"
+                self._line(
+                    f"*** direct chat with {printable(peer)} open ({how}); /msg {printable(peer)} TEXT to talk"
+                )
+            case ChatReceived(peer=peer, text=text):
+                self._line(f"[direct] <{printable(peer)}> {printable(text)}")
+            case ChatClosed(peer=peer, reason=reason):
+                self._line(f"*** direct chat with {printable(peer)} closed: {printable(reason)}")
+            case ChatFailed(peer=peer, reason=reason, unsent=unsent):
+                lost = f" ({len(unsent)} message(s) not sent)" if unsent else ""
+                self._line(
+                    f"!!! direct chat with {printable(peer)} failed: {printable(reason)}{lost}"
+                )
+            case ServerError(text=text):
+                self._line(f"!!! server: {printable(text)}")
+            case Disconnected(reason=reason, retry_in=retry_in):
+                retry = f"; reconnecting in {retry_in:g} s" if retry_in is not None else ""
+                self._line(f"!!! disconnected: {printable(reason)}{retry}")
+
+    def participants(self, participants: tuple[Participant, ...]) -> None:
+        names = ", ".join(
+            printable(p.nick) + (" (you)" if p.nick == self._me else "") for p in participants
+        )
+        self._line(f"*** {len(participants)} participant(s): {names}")
+
+    def info(self, text: str) -> None:
+        for line in text.splitlines():
+            self._line(line)
+
+    def error(self, text: str) -> None:
+        self._line(f"!!! {printable(text)}")
+
+    def hosting(self, address: str) -> None:
+        self._line(f"*** hosting a chat on {address}; others join with: p2pchat --server {address}")
+
+
+class JsonOutput:
+    """One JSON object per line, as promised in the interface documentation."""
+
+    @staticmethod
+    def _emit(event: str, **keys: Any) -> None:
+        _write(json.dumps({"event": event, **keys}, ensure_ascii=True))
+
+    def event(self, event: ClientEvent) -> None:
+        emit = self._emit
+        match event:
+            case Registered(participant=p):
+                emit("registered", **_participant(p))
+            case ParticipantsListed(participants=ps):
+                self.participants(ps)
+            case PeerJoined(participant=p):
+                emit("join", **_participant(p))
+            case PeerLeft(participant=p):
+                emit("leave", **_participant(p))
+            case BroadcastReceived(nick=nick, text=text):
+                emit("broadcast", **{"from": nick, "text": text})
+            case ChatOpened(peer=peer, initiator=initiator):
+                emit("chat_opened", peer=peer, initiator=initiator)
+            case ChatReceived(peer=peer, text=text):
+                emit("chat", **{"from": peer, "text": text})
+            case ChatClosed(peer=peer, reason=reason):
+                emit("chat_closed", peer=peer, reason=reason)
+            case ChatFailed(peer=peer, reason=reason, unsent=unsent):
+                emit("chat_failed", peer=peer, reason=reason, unsent=list(unsent))
+            case ServerError(text=text):
+                emit("error", message=text, source="server")
+            case Disconnected(reason=reason, retry_in=retry_in):
+                emit("disconnected", reason=reason, retry_in=retry_in)
+
+    def participants(self, participants: tuple[Participant, ...]) -> None:
+        self._emit("participants", participants=[_participant(p) for p in participants])
+
+    def info(self, text: str) -> None:
+        self._emit("info", message=text)
+
+    def error(self, text: str) -> None:
+        self._emit("error", message=text, source="local")
+
+    def hosting(self, address: str) -> None:
+        self._emit("hosting", address=address)
+
+
+def _participant(p: Participant) -> dict[str, Any]:
+    return {"nick": p.nick, "ip": p.ip, "udp_port": p.udp_port}
+
+
+def _address(p: Participant) -> str:
+    return f"[{p.ip}]:{p.udp_port}" if ":" in p.ip else f"{p.ip}:{p.udp_port}"
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
+    """Lines from stdin, read on a thread (works for terminals, pipes and files alike)."""
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def read() -> None:
+        try:
+            for raw in sys.stdin.buffer:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+        except (OSError, ValueError):
+            pass
+        loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return queue
+
+
+async def run(client: ChatClient, out: Output) -> int:
+    """Shows events and carries out typed commands until /quit or end of input."""
+    loop = asyncio.get_running_loop()
+
+    async def show_events() -> None:
+        async for event in client.events():
+            out.event(event)
+
+    shower = loop.create_task(show_events())
+    lines = _stdin_lines(loop)
+    try:
+        while True:
+            line = await lines.get()
+            if line is None:
+                await client.wait_pending_chats()
+                break
+            try:
+                command = commands.parse(line)
+            except commands.InputError as error:
+                out.error(str(error))
+                continue
+            if command is None:
+                continue
+            if isinstance(command, commands.Quit):
+                break
+            await execute(client, command, out)
+    finally:
+        shower.cancel()
+        await client.close()
+        # Events already queued (e.g. a last chat_failed) still reach the output.
+        while (event := client.poll_event()) is not None:
+            out.event(event)
+    return 0
+
+
+async def execute(client: ChatClient, command: commands.Command, out: Output) -> None:
+    """Carries out one command; every failure becomes an error line, never an exception."""
+    try:
+        match command:
+            case commands.Say(text=text):
+                await client.broadcast(text)
+            case commands.Msg(nick=nick, text=text):
+                await client.send_chat(nick, text)
+            case commands.OpenChat(nick=nick):
+                client.start_chat(nick)
+            case commands.CloseChat(nick=nick):
+                if not client.close_chat(nick):
+                    out.error(f"no direct chat with {nick}")
+            case commands.Who():
+                out.participants(client.participants)
+            case commands.Ignore(nick=nick):
+                client.ignore(nick)
+                out.info(f"ignoring {nick}: broadcasts hidden, direct chats refused")
+            case commands.Unignore(nick=nick):
+                client.unignore(nick)
+                out.info(f"no longer ignoring {nick}")
+            case commands.Help():
+                out.info(commands.HELP)
+            case commands.Quit():
+                pass
+    except NotConnectedError:
+        out.error("not connected to the server; message not sent")
+    except (DirectChatError, ProtocolError, ValueError) as error:
+        out.error(str(error))
+    except OSError as error:
+        out.error(f"could not send: {error}")

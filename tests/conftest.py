@@ -1,0 +1,34 @@
+"""Fixtures shared by the test suites: a real server on a loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from p2pchat.server import ChatServer, ServerConfig
+
+StartServer = Callable[..., Awaitable[ChatServer]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Starts ChatServers on 127.0.0.1, port 0, with config overrides; closes them afterwards."""
+    servers: list[ChatServer] = []
+
+    async def start(**overrides: Any) -> ChatServer:
+        server = ChatServer(ServerConfig(**overrides))
+        await server.start("127.0.0.1", 0)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close(timeout=1.0)
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> ChatServer:
+    """A server with the default limits."""
+    return await start_server()
