@@ -353,13 +353,7 @@ class ChatClient:
     async def _read_until_lost(self, reader: asyncio.StreamReader) -> str:
         decoder = self._decoder
         while True:
-            try:
-                data = await reader.read(READ_CHUNK)
-            except OSError as error:
-                return f"connection lost: {error}"
-            if not data:
-                return "the server closed the connection"
-            decoder.feed(data)
+            # Registration may have left messages that came with the LIST in the decoder.
             while True:
                 try:
                     event = decoder.next_event()
@@ -371,6 +365,13 @@ class ChatClient:
                 if event is NEED_DATA:
                     break
                 self._server_event(event)
+            try:
+                data = await reader.read(READ_CHUNK)
+            except OSError as error:
+                return f"connection lost: {error}"
+            if not data:
+                return "the server closed the connection"
+            decoder.feed(data)
 
     def _server_event(self, event: object) -> None:
         emit = self._events.put_nowait

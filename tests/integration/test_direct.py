@@ -1,0 +1,352 @@
+"""Direct chats between real clients over real UDP and TCP sockets (decisions 19-25)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from p2pchat.client import ChatClient, DirectChatError
+from p2pchat.events import (
+    ChatClosed,
+    ChatFailed,
+    ChatOpened,
+    ChatReceived,
+    Disconnected,
+    PeerJoined,
+)
+from p2pchat.protocol import Ack, Chat, Init
+from p2pchat.server import ChatServer
+
+from ._support import RawPeer, joined, listen, loopback_v6_available, wait_event
+
+
+@pytest.fixture
+async def pair(server: ChatServer):
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    await wait_event(alice, PeerJoined)
+    yield alice, bob
+    await alice.close()
+    await bob.close()
+
+
+async def test_d23_direct_chat_both_ways(pair: tuple[ChatClient, ChatClient]) -> None:
+    """Decision 23: CHAT frames flow both ways; ':' CR LF and emoji arrive intact."""
+    alice, bob = pair
+    await alice.send_chat("bob", "hi bob: how\r\nare you 🎉")
+    opened_a = await wait_event(alice, ChatOpened)
+    opened_b = await wait_event(bob, ChatOpened)
+    assert (opened_a.peer, opened_a.initiator) == ("bob", True)
+    assert (opened_b.peer, opened_b.initiator) == ("alice", False)
+    got = await wait_event(bob, ChatReceived)
+    assert (got.peer, got.text) == ("alice", "hi bob: how\r\nare you 🎉")
+    await bob.send_chat("alice", "fine")
+    assert (await wait_event(alice, ChatReceived)).text == "fine"
+
+
+async def test_d23_closing_side_tells_the_other(pair: tuple[ChatClient, ChatClient]) -> None:
+    """Decision 23: either side ends the chat by closing; the other side is told."""
+    alice, bob = pair
+    await alice.open_chat("bob")
+    await wait_event(bob, ChatOpened)
+    assert bob.close_chat("alice")
+    closed = await wait_event(alice, ChatClosed)
+    assert closed.peer == "bob"
+    assert alice.chat_state("bob") is None
+
+
+async def test_d23_direct_chat_survives_server_shutdown(
+    server: ChatServer, pair: tuple[ChatClient, ChatClient]
+) -> None:
+    """Decision 23: a direct chat does not depend on the server."""
+    alice, bob = pair
+    await alice.open_chat("bob")
+    await wait_event(bob, ChatOpened)
+    await server.close()
+    await wait_event(alice, Disconnected)
+    await wait_event(bob, Disconnected)
+    await alice.send_chat("bob", "still here")
+    assert (await wait_event(bob, ChatReceived)).text == "still here"
+    await bob.send_chat("alice", "me too")
+    assert (await wait_event(alice, ChatReceived)).text == "me too"
+
+
+async def test_d19_init_leaves_from_the_registered_udp_socket(server: ChatServer) -> None:
+    """Decision 19: INIT:Secret:TCP-Port comes from the initiator's registered UDP port,
+    with a fresh secret of at least 128 bits, and the TCP port is listening."""
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    alice = await joined(server.port, "alice")
+    try:
+        alice.start_chat("bob")
+        init, source = await bob.datagram()
+        assert isinstance(init, Init)
+        assert alice.me is not None
+        assert source == ("127.0.0.1", alice.me.udp_port)
+        assert len(init.secret) >= 22  # token_urlsafe(16): 128 random bits
+        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+        opened = await wait_event(alice, ChatOpened)
+        assert opened.initiator
+        writer.write(Chat("raw hello").encode())
+        assert (await wait_event(alice, ChatReceived)).text == "raw hello"
+        writer.close()
+    finally:
+        bob.close()
+        await alice.close()
+
+
+async def test_d20_init_is_resent_with_backoff_then_reported(server: ChatServer) -> None:
+    """Decision 20: the same INIT is resent until an ACK; after about 5 s the user is told."""
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    alice = await joined(server.port, "alice")
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await alice.send_chat("bob", "will not arrive")
+        times, secrets = [], set()
+        for _ in range(5):  # the first INIT and four retransmissions
+            init, _ = await bob.datagram(timeout=4)
+            assert isinstance(init, Init)
+            times.append(loop.time() - started)
+            secrets.add(init.secret)
+        assert len(secrets) == 1
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps == sorted(gaps)  # backoff: each wait at least as long as the one before
+        failed = await wait_event(alice, ChatFailed, timeout=6)
+        assert failed.reason == "bob did not answer"
+        assert failed.unsent == ("will not arrive",)
+        assert 4.5 <= loop.time() - started <= 7.0
+    finally:
+        bob.close()
+        await alice.close()
+
+
+async def test_d20_ack_stops_the_retransmission(server: ChatServer) -> None:
+    """Decision 20: an ACK stops the resends; the chat opens when the peer connects."""
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    alice = await joined(server.port, "alice")
+    try:
+        alice.start_chat("bob")
+        init, source = await bob.datagram()
+        assert isinstance(init, Init)
+        bob.send(Ack(init.secret), source)
+        await asyncio.sleep(0)
+        assert alice.chat_state("bob") in ("inviting", "acked")
+        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+        await wait_event(alice, ChatOpened)
+        # Nothing more after the ACK: drain what was already in flight, then silence.
+        with pytest.raises(TimeoutError):
+            while True:
+                await bob.datagram(timeout=1.0)
+        writer.close()
+    finally:
+        bob.close()
+        await alice.close()
+
+
+async def test_d21_init_from_a_stranger_is_ignored(server: ChatServer) -> None:
+    """Decision 21: an INIT whose source is not a participant gets no ACK and opens nothing."""
+    alice = await joined(server.port, "alice")
+    stranger = RawPeer("stranger")  # not registered: only its UDP socket exists
+    loop = asyncio.get_running_loop()
+    stranger.udp, _ = await loop.create_datagram_endpoint(
+        lambda: stranger.inbox, local_addr=("127.0.0.1", 0)
+    )
+    listener, accepted = await listen()
+    try:
+        assert alice.me is not None
+        port = listener.sockets[0].getsockname()[1]
+        stranger.send(Init("s3cret-value", port), alice.me.udp_address)
+        with pytest.raises(TimeoutError):
+            await stranger.datagram(timeout=1.0)
+        assert accepted.empty()
+    finally:
+        listener.close()
+        stranger.close()
+        await alice.close()
+
+
+async def test_d21_init_is_acked_then_connected_and_repeats_open_nothing(
+    server: ChatServer,
+) -> None:
+    """Decision 21: ACK:INIT:Secret to the source, a TCP connection to the INIT's port;
+    a repeated INIT with the same secret is ACKed again but opens no second connection."""
+    alice = await joined(server.port, "alice")
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    await wait_event(alice, PeerJoined)
+    listener, accepted = await listen()
+    try:
+        assert alice.me is not None
+        port = listener.sockets[0].getsockname()[1]
+        bob.send(Init("secret-1", port), alice.me.udp_address)
+        ack, source = await bob.datagram()
+        assert ack == Ack("secret-1")
+        assert source == alice.me.udp_address
+        async with asyncio.timeout(5):
+            reader, writer = await accepted.get()
+        opened = await wait_event(alice, ChatOpened)
+        assert (opened.peer, opened.initiator) == ("bob", False)
+        bob.send(Init("secret-1", port), alice.me.udp_address)
+        assert (await bob.datagram())[0] == Ack("secret-1")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await accepted.get()
+        await alice.send_chat("bob", "over raw tcp")
+        assert await reader.readline() == b"CHAT:12:over raw tcp\r\n"
+        writer.close()
+    finally:
+        listener.close()
+        bob.close()
+        await alice.close()
+
+
+async def test_d22_listener_takes_only_the_peer_and_only_once(server: ChatServer) -> None:
+    """Decision 22: a connection from another IP is refused; the first from the peer's IP
+    is the chat (even before any ACK); an ACK with a secret never sent is ignored."""
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    alice = await joined(server.port, "alice")
+    try:
+        alice.start_chat("bob")
+        init, source = await bob.datagram()
+        assert isinstance(init, Init)
+        bob.send(Ack("not-the-secret"), source)
+        # 127.0.0.2 is loopback too, but not bob's registered address.
+        r_wrong, w_wrong = await asyncio.open_connection(
+            "127.0.0.1", init.tcp_port, local_addr=("127.0.0.2", 0)
+        )
+        assert await asyncio.wait_for(r_wrong.read(), 3) == b""  # closed on us
+        assert alice.chat_state("bob") == "inviting"
+        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+        await wait_event(alice, ChatOpened)
+        with pytest.raises(OSError):
+            await asyncio.open_connection("127.0.0.1", init.tcp_port)  # listener closed
+        w_wrong.close()
+        writer.close()
+    finally:
+        bob.close()
+        await alice.close()
+
+
+async def test_d24_second_open_reuses_the_first(pair: tuple[ChatClient, ChatClient]) -> None:
+    """Decision 24: at most one chat per pair; opening again reuses it."""
+    alice, bob = pair
+    await alice.open_chat("bob")
+    await alice.open_chat("bob")
+    await alice.send_chat("bob", "one")
+    assert (await wait_event(bob, ChatReceived)).text == "one"
+    opened = [e async for e in _drain(bob) if isinstance(e, ChatOpened)]
+    assert opened == []  # the ChatOpened was consumed above; no second one came
+
+
+async def _drain(client: ChatClient):
+    while (event := client.poll_event()) is not None:
+        yield event
+
+
+async def test_d24_fresh_init_replaces_an_open_chat(server: ChatServer) -> None:
+    """Decision 24: a new INIT (new secret) from a peer with an open chat replaces it."""
+    alice = await joined(server.port, "alice")
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    await wait_event(alice, PeerJoined)
+    listener, accepted = await listen()
+    try:
+        assert alice.me is not None
+        port = listener.sockets[0].getsockname()[1]
+        bob.send(Init("first", port), alice.me.udp_address)
+        async with asyncio.timeout(5):
+            r1, w1 = await accepted.get()
+        await wait_event(alice, ChatOpened)
+        bob.send(Init("second", port), alice.me.udp_address)
+        assert (await bob.datagram())[0] == Ack("first")
+        assert (await bob.datagram())[0] == Ack("second")
+        async with asyncio.timeout(5):
+            r2, w2 = await accepted.get()
+        assert await asyncio.wait_for(r1.read(), 3) == b""  # the old connection is closed
+        await wait_event(alice, ChatOpened)
+        await alice.send_chat("bob", "on the new one")
+        assert await r2.readline() == b"CHAT:14:on the new one\r\n"
+        w1.close()
+        w2.close()
+    finally:
+        listener.close()
+        bob.close()
+        await alice.close()
+
+
+async def test_d24_crossing_inits_open_one_chat(pair: tuple[ChatClient, ChatClient]) -> None:
+    """Decision 24: both ask at once; the INIT of the nickname sorting first wins."""
+    alice, bob = pair
+    await asyncio.gather(alice.send_chat("bob", "from alice"), bob.send_chat("alice", "from bob"))
+    a_opened = await wait_event(alice, ChatOpened)
+    b_opened = await wait_event(bob, ChatOpened)
+    assert a_opened.initiator and not b_opened.initiator  # "alice" < "bob"
+    assert (await wait_event(bob, ChatReceived)).text == "from alice"
+    assert (await wait_event(alice, ChatReceived)).text == "from bob"
+    # Exactly one chat stays open on each side, and it keeps working.
+    await alice.send_chat("bob", "still one chat")
+    assert (await wait_event(bob, ChatReceived)).text == "still one chat"
+    assert alice.chat_state("bob") == "open" and bob.chat_state("alice") == "open"
+
+
+@pytest.mark.parametrize("how", ["no_direct", "ignore"])
+async def test_d25_refused_init_is_not_acked(server: ChatServer, how: str) -> None:
+    """Decision 25: a client refusing direct chats (all, or from one nick) sends no ACK."""
+    alice = await joined(server.port, "alice", accept_direct=(how != "no_direct"))
+    if how == "ignore":
+        alice.ignore("BOB")  # nicknames compare case-insensitively
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    await wait_event(alice, PeerJoined)
+    try:
+        assert alice.me is not None
+        bob.send(Init("please", 40000), alice.me.udp_address)
+        with pytest.raises(TimeoutError):
+            await bob.datagram(timeout=1.0)
+        assert alice.chat_state("bob") is None
+    finally:
+        bob.close()
+        await alice.close()
+
+
+async def test_d25_accepting_is_the_default(pair: tuple[ChatClient, ChatClient]) -> None:
+    """Decision 25: by default an incoming chat is accepted at once and the user told."""
+    alice, bob = pair
+    alice.start_chat("bob")
+    assert (await wait_event(bob, ChatOpened)).peer == "alice"
+
+
+async def test_unknown_nick_and_self_are_refused_at_once(
+    pair: tuple[ChatClient, ChatClient],
+) -> None:
+    alice, _ = pair
+    with pytest.raises(DirectChatError, match="no participant named 'carol'"):
+        await alice.open_chat("carol")
+    with pytest.raises(DirectChatError, match="yourself"):
+        await alice.send_chat("ALICE", "hi me")
+
+
+@pytest.mark.skipif(not loopback_v6_available(), reason="no IPv6 loopback here")
+async def test_d6_direct_chat_over_ipv6(start_server) -> None:
+    """Decision 6: IPv6 addresses travel bracketed; a direct chat works over ::1."""
+    server = ChatServer()
+    await server.start("::1", 0)
+    try:
+        alice = ChatClient("alice", "::1", server.port)
+        bob = ChatClient("bob", "::1", server.port)
+        await alice.connect()
+        await bob.connect()
+        joined_bob = await wait_event(alice, PeerJoined)
+        assert joined_bob.participant.ip == "::1"
+        await alice.send_chat("bob", "over v6")
+        assert (await wait_event(bob, ChatReceived)).text == "over v6"
+        await alice.close()
+        await bob.close()
+    finally:
+        await server.close()
