@@ -8,7 +8,9 @@ on stdout. Other people's text is escaped in plain mode and JSON-encoded
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import threading
 import time
@@ -162,17 +164,32 @@ def _address(p: Participant) -> str:
 
 
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
-    """Lines from stdin, read on a thread (works for terminals, pipes and files alike)."""
+    """Lines from stdin, read on a thread (works for terminals, pipes and files alike).
+
+    The thread reads the file descriptor, not ``sys.stdin``: a daemon thread
+    blocked inside a buffered reader aborts the interpreter at exit.
+    """
     queue: asyncio.Queue[str | None] = asyncio.Queue()
 
+    def deliver(raw: bytes) -> None:
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        loop.call_soon_threadsafe(queue.put_nowait, line)
+
     def read() -> None:
+        pending = b""
         try:
-            for raw in sys.stdin.buffer:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                loop.call_soon_threadsafe(queue.put_nowait, line)
+            fd = sys.stdin.fileno()
+            while chunk := os.read(fd, 65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    deliver(raw)
         except (OSError, ValueError):
             pass
-        loop.call_soon_threadsafe(queue.put_nowait, None)
+        if pending:
+            deliver(pending)
+        with contextlib.suppress(RuntimeError):  # the loop may be gone already
+            loop.call_soon_threadsafe(queue.put_nowait, None)
 
     threading.Thread(target=read, name="stdin", daemon=True).start()
     return queue

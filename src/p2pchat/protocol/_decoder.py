@@ -9,6 +9,7 @@ streams past instead of being buffered.
 from __future__ import annotations
 
 import codecs
+import re
 from enum import Enum
 from typing import Final, Literal
 
@@ -118,6 +119,8 @@ class Decoder:
         return len(self._buf)
 
     def feed(self, data: bytes) -> None:
+        if self._broken is not None:  # the stream is lost; hold nothing more
+            return
         self._buf += data
         if self._skip:
             self._discard()
@@ -218,11 +221,11 @@ class Decoder:
         length_text = bytes(buf[length_at : fields_end[-1]])
         if not (length_text.isdigit() and length_text.isascii()):
             raise self._fatal(f"Length {_show(length_text)} is not a number")
+        # Digits counted before int(): thousands of them are absurd, not a crash.
+        if len(length_text.lstrip(b"0")) > 7 or int(length_text) > LENGTH_HARD_LIMIT:
+            shown = _show(length_text)[1:-1]
+            raise self._fatal(f"Length {shown} is over the hard limit of {LENGTH_HARD_LIMIT} bytes")
         length = int(length_text)
-        if length > LENGTH_HARD_LIMIT:
-            raise self._fatal(
-                f"Length {length} is over the hard limit of {LENGTH_HARD_LIMIT} bytes"
-            )
         start = fields_end[-1] + 1
         if length > self._max_message:
             del buf[:start]
@@ -315,43 +318,57 @@ def _participant(fields: list[str], command: bytes) -> Participant:
     return Participant(fields[0], ":".join(fields[1:-1]), parse_port(fields[-1]))
 
 
-def _split_list_fields(body: str) -> list[str]:
-    """Splits on ':' except inside brackets, which hold IPv6 addresses."""
-    fields: list[str] = []
-    current: list[str] = []
-    depth = 0
-    for ch in body:
-        if ch == ":" and depth == 0:
-            fields.append("".join(current))
-            current = []
-            continue
-        if ch == "[":
-            depth += 1
-        elif ch == "]" and depth:
-            depth -= 1
-        current.append(ch)
-    fields.append("".join(current))
-    return fields
+# One LIST entry: a nickname (no ':'), an address (IPv6 only in brackets
+# here), a port. Positional, so a '[' inside a nickname is just a character.
+_LIST_ENTRY = re.compile(r"([^:]*):(\[[^\]]*\]|[^:\[\]]*):([^:]*)(:|$)")
+_LIST_COUNT = re.compile(r"(\d{1,6}):")
+
+
+def _entry_fields(body: str, pos: int) -> list[tuple[str, str, str]] | None:
+    """The (nick, ip, port) texts of the entries from ``pos`` on, or None if they do not split."""
+    entries: list[tuple[str, str, str]] = []
+    while True:
+        m = _LIST_ENTRY.match(body, pos)
+        if m is None:
+            return None
+        entries.append((m.group(1), m.group(2), m.group(3)))
+        if not m.group(4):
+            return entries if m.end() == len(body) else None
+        pos = m.end()
+
+
+def _build_entries(entries: list[tuple[str, str, str]]) -> tuple[Participant, ...]:
+    return tuple(Participant(nick, ip, parse_port(port)) for nick, ip, port in entries)
 
 
 def _list_entries(body: str) -> tuple[Participant, ...]:
+    # Decision 10: canonical "nick:ip:port..." or a count in front; only the
+    # count form can carry a leading number that does not make a valid entry.
     if not body:
         return ()
-    fields = _split_list_fields(body)
-    if len(fields) % 3 == 1 and fields[0].isascii() and fields[0].isdigit():
-        count = int(fields[0])
-        fields = fields[1:]
-        if count * 3 != len(fields):
+    if body.isascii() and body.isdigit():  # a count and no entries
+        if len(body) > 6 or int(body):
+            raise LocalProtocolError(f"LIST says {body} participants but carries 0")
+        return ()
+    plain = _entry_fields(body, 0)
+    plain_error: LocalProtocolError | None = None
+    if plain is not None:
+        try:
+            return _build_entries(plain)
+        except LocalProtocolError as error:
+            plain_error = error
+    count = _LIST_COUNT.match(body)
+    counted = _entry_fields(body, count.end()) if count else None
+    if count is not None and counted is not None:
+        if int(count.group(1)) != len(counted):
             raise LocalProtocolError(
-                f"LIST says {count} participants but carries {len(fields) // 3}"
+                f"LIST says {int(count.group(1))} participants but carries {len(counted)}"
             )
-    elif len(fields) % 3:
-        raise LocalProtocolError(
-            f"LIST has {len(fields)} fields; expected Nickname:IP-Address:UDP-Port for each participant"
-        )
-    return tuple(
-        Participant(fields[i], fields[i + 1], parse_port(fields[i + 2]))
-        for i in range(0, len(fields), 3)
+        return _build_entries(counted)
+    if plain_error is not None:
+        raise plain_error
+    raise LocalProtocolError(
+        "malformed LIST: expected Nickname:IP-Address:UDP-Port for each participant"
     )
 
 

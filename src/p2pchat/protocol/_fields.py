@@ -14,6 +14,7 @@ SECRET_MAX_CHARS = 128
 # cannot be typed, seen or told apart.
 _NICK_FORBIDDEN = re.compile(r"[:\s\x00-\x1f\x7f-\x9f]")
 _SECRET_FORBIDDEN = re.compile(r"[:\r\n]")
+_IP_CHARS = re.compile(r"[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?")
 
 
 def check_nick(nick: str) -> str:
@@ -68,6 +69,8 @@ def canonical_ip(text: str) -> str:
     21) compares what a socket reports with what a participant registered.
     """
     raw = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if not _IP_CHARS.fullmatch(raw):  # ipaddress takes any text in an IPv6 zone id
+        raise LocalProtocolError(f"{text!r} is not an IPv4 or IPv6 address")
     try:
         address = ipaddress.ip_address(raw)
     except ValueError:

@@ -1,0 +1,259 @@
+"""The programs as users and scripts run them: real processes, stdin and stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+PYTHON = sys.executable
+TIMEOUT = 10.0
+
+
+class Program:
+    """A running p2pchat process with line-wise access to its output."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, *args: str) -> Program:
+        proc = await asyncio.create_subprocess_exec(
+            PYTHON,
+            "-m",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(proc)
+
+    async def type(self, *lines: str) -> None:
+        assert self.proc.stdin is not None
+        for line in lines:
+            self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def line(self, stream: str = "stdout") -> str:
+        reader = getattr(self.proc, stream)
+        async with asyncio.timeout(TIMEOUT):
+            raw = await reader.readline()
+        assert raw, f"{stream} ended"
+        return raw.decode()
+
+    async def expect(self, event: str, **keys: Any) -> dict[str, Any]:
+        """The next JSON event named ``event`` with these keys; earlier others are passed over."""
+        while True:
+            obj = json.loads(await self.line())
+            if obj["event"] == event and all(obj.get(k) == v for k, v in keys.items()):
+                return obj
+
+    async def finish(self) -> tuple[int, str]:
+        """Closes stdin (end of input), waits for the exit, returns (status, stderr)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        async with asyncio.timeout(TIMEOUT):
+            _, err = await self.proc.communicate()
+        return self.proc.returncode or 0, err.decode()
+
+    def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+
+
+@pytest.fixture
+async def programs() -> AsyncIterator[list[Program]]:
+    started: list[Program] = []
+    yield started
+    for p in started:
+        p.kill()
+        await p.proc.wait()
+
+
+async def start_server(programs: list[Program], *extra: str) -> tuple[Program, int]:
+    server = await Program.start("p2pchat.server", "--host", "127.0.0.1", "--port", "0", *extra)
+    programs.append(server)
+    while True:
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", await server.line("stderr"))
+        if match:
+            return server, int(match.group(1))
+
+
+async def client(programs: list[Program], port: int, nick: str, *extra: str) -> Program:
+    p = await Program.start(
+        "p2pchat.client", "--server", f"127.0.0.1:{port}", "--nick", nick, *extra
+    )
+    programs.append(p)
+    return p
+
+
+async def test_json_clients_chat_and_survive_the_server(programs: list[Program]) -> None:
+    """Three clients (two in --json), broadcasts, joins, leaves, a direct chat both ways,
+    and the direct chat going on after the server stops (SIGTERM: clean exit 0)."""
+    server, port = await start_server(programs)
+    alice = await client(programs, port, "alice", "--json")
+    reg = await alice.expect("registered", nick="alice")
+    assert reg["ip"] == "127.0.0.1" and isinstance(reg["udp_port"], int)
+    listed = await alice.expect("participants")
+    assert [p["nick"] for p in listed["participants"]] == ["alice"]
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    joined = await alice.expect("join", nick="bob")
+    assert set(joined) == {"event", "nick", "ip", "udp_port"}
+    carol = await client(programs, port, "carol", "--plain")
+    await alice.expect("join", nick="carol")
+    await bob.expect("join", nick="carol")
+
+    await alice.type("hello: everyone 🎉")
+    assert (await bob.expect("broadcast"))["text"] == "hello: everyone 🎉"
+    assert "<alice> hello: everyone 🎉" in await _plain_line(carol, "<alice>")
+
+    await alice.type("/msg bob psst")
+    assert (await alice.expect("chat_opened"))["initiator"] is True
+    assert (await bob.expect("chat_opened", peer="alice"))["initiator"] is False
+    assert (await bob.expect("chat"))["text"] == "psst"
+    await bob.type("/msg alice hi back")
+    assert await alice.expect("chat", **{"from": "bob", "text": "hi back"})
+
+    server.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(TIMEOUT):
+        assert await server.proc.wait() == 0
+    assert (await alice.expect("error"))["message"] == "server is shutting down"
+    gone = await alice.expect("disconnected")
+    assert gone["retry_in"] == 1
+    await alice.type("/msg bob without the server")
+    assert (await bob.expect("chat"))["text"] == "without the server"
+    await bob.type("/msg alice still here")
+    assert (await alice.expect("chat"))["text"] == "still here"
+
+    await bob.type("/quit")
+    await alice.expect("chat_closed", peer="bob")
+    for p in (alice, bob, carol):
+        status, _ = await p.finish()
+        assert status == 0
+
+
+async def _plain_line(p: Program, needle: str) -> str:
+    while True:
+        line = await p.line()
+        if needle in line:
+            return line
+
+
+async def test_plain_mode_shows_control_sequences_escaped(programs: list[Program]) -> None:
+    """Text from others never reaches the terminal raw: ESC, C1 and bidi overrides are escaped."""
+    _, port = await start_server(programs)
+    alice = await client(programs, port, "alice", "--plain")
+    await _plain_line(alice, "participant")
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    await _plain_line(alice, "joined")
+    await bob.type("\x1b[31mred\x9b2J \u202etxt")
+    line = await _plain_line(alice, "<bob>")
+    assert "\x1b" not in line and "\x9b" not in line and "\u202e" not in line
+    assert line.rstrip("\n").endswith("<bob> \\e[31mred\\x9b2J \\u202etxt")
+
+
+async def test_eof_waits_for_a_pending_direct_message(programs: list[Program]) -> None:
+    """End of input acts like /quit, after a /msg waiting for its chat has been sent."""
+    _, port = await start_server(programs)
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    alice = await client(programs, port, "alice", "--json")
+    await alice.expect("registered")
+    await alice.type("/msg bob sent before the end")
+    status, _ = await alice.finish()
+    assert status == 0
+    assert (await bob.expect("chat"))["text"] == "sent before the end"
+
+
+async def test_local_errors_are_reported_not_fatal(programs: list[Program]) -> None:
+    _, port = await start_server(programs)
+    alice = await client(programs, port, "alice", "--json")
+    await alice.expect("registered")
+    await alice.type("/bogus", "/msg nobody hi", "/close bob", "/msg", "/who")
+    assert (await alice.expect("error"))[
+        "message"
+    ] == "unknown command /bogus; /help lists the commands"
+    assert (await alice.expect("error"))["message"] == "no participant named 'nobody'"
+    assert (await alice.expect("error"))["message"] == "no direct chat with bob"
+    assert (await alice.expect("error"))["message"] == "usage: /msg NICK TEXT"
+    who = await alice.expect("participants")
+    assert who["participants"][0]["nick"] == "alice"
+    status, _ = await alice.finish()
+    assert status == 0
+
+
+async def test_exit_1_when_the_nickname_is_taken(programs: list[Program]) -> None:
+    _, port = await start_server(programs)
+    first = await client(programs, port, "alice", "--json")
+    await first.expect("registered")
+    second = await client(programs, port, "Alice", "--json")
+    status, err = await second.finish()
+    assert status == 1
+    assert err.strip() == "p2pchat: nickname 'Alice' is already in use"
+
+
+async def test_exit_1_when_the_server_is_unreachable(programs: list[Program]) -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    p = await client(programs, port, "alice", "--json")
+    status, err = await p.finish()
+    assert status == 1
+    assert err.startswith(f"p2pchat: cannot connect to 127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--nick", "a:b"], "nickname 'a:b' contains ':'"),
+        (["--server", "localhost:99999"], "port must be a number from 0 to 65535"),
+        (["--ip", "not-an-ip"], "is not an IPv4 or IPv6 address"),
+        (["--plain", "--json"], "not allowed with argument"),
+    ],
+)
+async def test_exit_2_on_usage_errors(
+    programs: list[Program], args: list[str], reason: str
+) -> None:
+    p = await Program.start("p2pchat.client", *args)
+    programs.append(p)
+    status, err = await p.finish()
+    assert status == 2
+    assert reason in err.strip().splitlines()[-1]
+
+
+async def test_server_usage_error_exits_2(programs: list[Program]) -> None:
+    p = await Program.start("p2pchat.server", "--max-message-bytes", "9999999")
+    programs.append(p)
+    status, err = await p.finish()
+    assert status == 2
+    assert "max message bytes must be 1 to 1048576" in err
+
+
+async def test_serve_hosts_and_others_join(programs: list[Program]) -> None:
+    """--serve starts a server in the process, joins it and says where others can join."""
+    host = await Program.start(
+        "p2pchat.client", "--serve", "127.0.0.1:0", "--nick", "host", "--json"
+    )
+    programs.append(host)
+    address = (await host.expect("hosting"))["address"]
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
+    await host.expect("registered", nick="host")
+    port = int(address.rsplit(":", 1)[1])
+    guest = await client(programs, port, "guest", "--json")
+    await guest.expect("registered")
+    await host.expect("join", nick="guest")
+    await guest.type("hi host")
+    assert (await host.expect("broadcast"))["text"] == "hi host"
+    await host.type("/quit")
+    async with asyncio.timeout(TIMEOUT):
+        assert await host.proc.wait() == 0
+    assert (await guest.expect("error"))["message"] == "server is shutting down"
