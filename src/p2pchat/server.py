@@ -194,8 +194,12 @@ class _Connection(asyncio.Protocol):
         transport.write(data)
         return transport.get_write_buffer_size() <= self._server.config.sendq_bytes
 
-    def close(self, error: str | None = None, *, grace: float | None = None) -> None:
-        """Sends a last ERROR (if any) and closes once it is written, or after ``grace`` seconds."""
+    def close(self, error: str | None = None) -> None:
+        """Sends a last ERROR (if any) and closes once it is written.
+
+        A client that does not read would hold the socket open forever, so
+        the connection is cut after a grace period whatever happens.
+        """
         transport = self.transport
         if transport is None or self.closing:
             return
@@ -203,8 +207,7 @@ class _Connection(asyncio.Protocol):
             transport.write(Error(error).encode())
         self.closing = True
         transport.close()
-        if grace is not None:
-            asyncio.get_running_loop().call_later(grace, transport.abort)
+        asyncio.get_running_loop().call_later(self._server.config.drop_grace, transport.abort)
 
     def start_register_timer(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -217,8 +220,9 @@ class _Connection(asyncio.Protocol):
 
     def _register_timeout(self, timeout: float) -> None:
         self._register_timer = None
-        log.info("closing %s: no REGISTER within %g s", self.peer, timeout)
-        self.close(f"registration timeout: no REGISTER within {timeout:g} s")
+        self._server._disconnect(
+            self, f"registration timeout: no REGISTER within {timeout:g} s", "no REGISTER in time"
+        )
 
 
 class ChatServer:
@@ -265,7 +269,7 @@ class ChatServer:
         self._server.close()
         conns = list(self._connections)
         for conn in conns:
-            conn.close(reason, grace=timeout)
+            conn.close(reason)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._connections and loop.time() < deadline:
@@ -314,11 +318,19 @@ class ChatServer:
         if not self._shutting_down:
             self._fan_out(Update(Action.LEAVE, participant).encode(), exclude=None)
 
+    def _disconnect(self, conn: _Connection, error: str, reason: str) -> None:
+        """Ends a connection on the server's initiative: ERROR, close, LEAVE now.
+
+        The LEAVE does not wait for the socket to close (decision 15): a peer
+        that does not read could delay that until the grace period ends.
+        """
+        log.info("closing %s: %s", conn.peer, reason)
+        conn.close(error)
+        self._leave(conn, reason)
+
     def _drop(self, conn: _Connection, reason: str) -> None:
         """Removes a participant that cannot keep up, without waiting on it."""
-        log.warning("dropping %s: %s", conn.peer, reason)
-        conn.close(f"dropped: {reason}", grace=self.config.drop_grace)
-        self._leave(conn, f"dropped: {reason}")
+        self._disconnect(conn, f"dropped: {reason}", f"dropped: {reason}")
 
     def _fan_out(self, data: bytes, exclude: _Connection | None) -> None:
         """Hands the same bytes to every registered participant but ``exclude``; never waits."""
@@ -342,8 +354,7 @@ class ChatServer:
 
     def _peer_error(self, conn: _Connection, error: RemoteProtocolError) -> None:
         if error.fatal:
-            log.info("closing %s: %s", conn.peer, error)
-            conn.close(str(error))
+            self._disconnect(conn, str(error), str(error))
         else:
             self._error(conn, str(error))
 

@@ -1,0 +1,45 @@
+"""p2pchat: group chat with direct peer-to-peer conversations.
+
+The public API is re-exported here and loaded on first use, so that
+``import p2pchat.protocol`` (the sans-IO codec) pulls in no asyncio.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ChatClient": "p2pchat.client",
+    "ConnectError": "p2pchat.client",
+    "RegistrationError": "p2pchat.client",
+    "NotConnectedError": "p2pchat.client",
+    "DirectChatError": "p2pchat.direct",
+    "ChatServer": "p2pchat.server",
+    "ServerConfig": "p2pchat.server",
+}
+
+__all__ = [
+    "ChatClient",
+    "ChatServer",
+    "ConnectError",
+    "DirectChatError",
+    "NotConnectedError",
+    "RegistrationError",
+    "ServerConfig",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from .client import ChatClient, ConnectError, NotConnectedError, RegistrationError
+    from .direct import DirectChatError
+    from .server import ChatServer, ServerConfig
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'p2pchat' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
