@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Group chat with direct peer-to-peer conversations. "
         "Type a line to broadcast it; /help lists the commands.",
     )
-    p.add_argument("--nick", default=None, help="your nickname (default: your login name)")
+    p.add_argument(
+        "--nick", metavar="NICK", default=None, help="your nickname (default: your login name)"
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--server",
@@ -56,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--udp-port",
+        metavar="PORT",
         type=int,
         default=0,
         help="UDP port for direct-chat requests (default: 0, any free port)",

@@ -431,46 +431,59 @@ def build_parser() -> argparse.ArgumentParser:
         description="The p2pchat server: participant list, broadcasts, join and leave notices.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port; 0 picks a free one")
+    p.add_argument("--host", metavar="HOST", default="0.0.0.0", help="address to listen on")
+    p.add_argument(
+        "--port",
+        metavar="PORT",
+        type=int,
+        default=DEFAULT_PORT,
+        help="TCP port; 0 picks a free one",
+    )
     p.add_argument(
         "--max-message-bytes",
+        metavar="BYTES",
         type=_positive_int,
         default=defaults.max_message_bytes,
         help="largest BROADCAST Message, in bytes (at most 1 MiB)",
     )
     p.add_argument(
         "--max-line-bytes",
+        metavar="BYTES",
         type=_positive_int,
         default=defaults.max_line_bytes,
         help="longest line of the other messages, in bytes",
     )
     p.add_argument(
         "--max-clients",
+        metavar="N",
         type=_positive_int,
         default=defaults.max_clients,
         help="connections accepted at once",
     )
     p.add_argument(
         "--register-timeout",
+        metavar="SECONDS",
         type=float,
         default=defaults.register_timeout,
         help="seconds a connection has to REGISTER",
     )
     p.add_argument(
         "--sendq-bytes",
+        metavar="BYTES",
         type=_positive_int,
         default=defaults.sendq_bytes,
         help="bytes held for a client that is not reading before it is dropped",
     )
     p.add_argument(
         "--flood-burst",
+        metavar="N",
         type=_positive_int,
         default=defaults.flood_burst,
         help="messages a client may send at once before being slowed",
     )
     p.add_argument(
         "--flood-rate",
+        metavar="PER_SECOND",
         type=float,
         default=defaults.flood_rate,
         help="messages per second per client after the burst; 0 turns flood control off",
@@ -484,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
-        help="what to log on stderr",
+        metavar="LEVEL",
+        help="what to log on stderr: debug, info, warning or error",
     )
     return p
 
