@@ -36,6 +36,33 @@ def format_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def lan_ipv4() -> str | None:
+    """An IPv4 address of this machine that others on the network can reach, if one is known.
+
+    Reads the interfaces' addresses (Linux ioctl; no packet is sent), then
+    falls back to what the host name resolves to.
+    """
+    candidates: list[str] = []
+    with contextlib.suppress(ImportError, OSError, AttributeError):
+        import fcntl
+        import struct
+
+        siocgifaddr = 0x8915
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                with contextlib.suppress(OSError):
+                    request = struct.pack("256s", name[:15].encode())
+                    reply = fcntl.ioctl(s.fileno(), siocgifaddr, request)
+                    candidates.append(socket.inet_ntoa(reply[20:24]))
+    with contextlib.suppress(OSError):
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            candidates.append(str(info[4][0]))
+    for ip in candidates:
+        if not ip.startswith(("127.", "169.254.", "0.")):
+            return ip
+    return None
+
+
 def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
     """Turns on TCP keepalive so that a peer whose machine vanished is noticed."""
     with contextlib.suppress(OSError):

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import getpass
 import logging
-import socket
 import sys
 from collections.abc import Sequence
 
@@ -76,16 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _local_lan_ip() -> str | None:
-    """An address of this machine that others on the network can reach, if one is known."""
-    with contextlib.suppress(OSError):
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            ip = str(info[4][0])
-            if not ip.startswith("127."):
-                return ip
-    return None
-
-
 async def _main(args: argparse.Namespace, nick: str, out: linemode.Output) -> int:
     server: ChatServer | None = None
     if args.serve is not None:
@@ -100,7 +89,7 @@ async def _main(args: argparse.Namespace, nick: str, out: linemode.Output) -> in
             return 1
         real_port = server.port
         wildcard = host in ("", "0.0.0.0", "::")
-        lan_ip = _local_lan_ip() if wildcard else None
+        lan_ip = _net.lan_ipv4() if wildcard else None
         shown = lan_ip or ("127.0.0.1" if wildcard else host)
         out.hosting(_net.format_host_port(shown, real_port))
         connect_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
