@@ -84,8 +84,9 @@ def parse(line: str) -> Command | None:
     name = name.lower()
     match name:
         case "/msg":
-            nick, _, text = rest.strip().partition(" ")
-            if not nick or not text:
+            # The text is kept exactly as typed after the nick, like a broadcast.
+            nick, _, text = rest.lstrip(" ").partition(" ")
+            if not nick or not text.strip():
                 raise InputError("usage: /msg NICK TEXT")
             return Msg(nick, text)
         case "/chat" | "/close" | "/ignore" | "/unignore":
