@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,6 +21,23 @@ from p2pchat.protocol import Ack, Chat, Init
 from p2pchat.server import ChatServer
 
 from ._support import RawPeer, joined, listen, loopback_v6_available, wait_event
+
+
+@pytest.fixture
+async def bob(server: ChatServer) -> AsyncIterator[RawPeer]:
+    """bob, a participant driven by hand, registered before alice joins."""
+    peer = RawPeer("bob")
+    await peer.register(server.port)
+    yield peer
+    peer.close()
+
+
+@pytest.fixture
+async def alice(server: ChatServer, bob: RawPeer) -> AsyncIterator[ChatClient]:
+    """alice, a real client that knows bob from its first LIST."""
+    client = await joined(server.port, "alice")
+    yield client
+    await client.close()
 
 
 @pytest.fixture
@@ -73,84 +91,66 @@ async def test_d23_direct_chat_survives_server_shutdown(
     assert (await wait_event(alice, ChatReceived)).text == "me too"
 
 
-async def test_d19_init_leaves_from_the_registered_udp_socket(server: ChatServer) -> None:
+async def test_d19_init_leaves_from_the_registered_udp_socket(
+    alice: ChatClient, bob: RawPeer
+) -> None:
     """Decision 19: INIT:Secret:TCP-Port comes from the initiator's registered UDP port,
     with a fresh secret of at least 128 bits, and the TCP port is listening."""
-    bob = RawPeer("bob")
-    await bob.register(server.port)
-    alice = await joined(server.port, "alice")
-    try:
-        alice.start_chat("bob")
-        init, source = await bob.datagram()
-        assert isinstance(init, Init)
-        assert alice.me is not None
-        assert source == ("127.0.0.1", alice.me.udp_port)
-        assert len(init.secret) >= 22  # token_urlsafe(16): 128 random bits
-        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
-        opened = await wait_event(alice, ChatOpened)
-        assert opened.initiator
-        writer.write(Chat("raw hello").encode())
-        assert (await wait_event(alice, ChatReceived)).text == "raw hello"
-        writer.close()
-    finally:
-        bob.close()
-        await alice.close()
+    alice.start_chat("bob")
+    init, source = await bob.datagram()
+    assert isinstance(init, Init)
+    assert alice.me is not None
+    assert source == ("127.0.0.1", alice.me.udp_port)
+    assert len(init.secret) >= 22  # token_urlsafe(16): 128 random bits
+    _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+    opened = await wait_event(alice, ChatOpened)
+    assert opened.initiator
+    writer.write(Chat("raw hello").encode())
+    assert (await wait_event(alice, ChatReceived)).text == "raw hello"
+    writer.close()
 
 
-async def test_d20_init_is_resent_with_backoff_then_reported(server: ChatServer) -> None:
+async def test_d20_init_is_resent_with_backoff_then_reported(
+    alice: ChatClient, bob: RawPeer
+) -> None:
     """Decision 20: the same INIT is resent until an ACK; after about 5 s the user is told."""
-    bob = RawPeer("bob")
-    await bob.register(server.port)
-    alice = await joined(server.port, "alice")
-    try:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        await alice.send_chat("bob", "will not arrive")
-        times, secrets = [], set()
-        for _ in range(5):  # the first INIT and four retransmissions
-            init, _ = await bob.datagram(timeout=4)
-            assert isinstance(init, Init)
-            times.append(loop.time() - started)
-            secrets.add(init.secret)
-        assert len(secrets) == 1
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert gaps == sorted(gaps)  # backoff: each wait at least as long as the one before
-        failed = await wait_event(alice, ChatFailed, timeout=6)
-        assert failed.reason == "bob did not answer"
-        assert failed.unsent == ("will not arrive",)
-        assert 4.5 <= loop.time() - started <= 7.0
-    finally:
-        bob.close()
-        await alice.close()
-
-
-async def test_d20_ack_stops_the_retransmission(server: ChatServer) -> None:
-    """Decision 20: an ACK stops the resends; the chat opens when the peer connects."""
-    bob = RawPeer("bob")
-    await bob.register(server.port)
-    alice = await joined(server.port, "alice")
-    try:
-        alice.start_chat("bob")
-        init, source = await bob.datagram()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await alice.send_chat("bob", "will not arrive")
+    times, secrets = [], set()
+    for _ in range(5):  # the first INIT and four retransmissions
+        init, _ = await bob.datagram(timeout=4)
         assert isinstance(init, Init)
-        bob.send(Ack(init.secret), source)
-        await asyncio.sleep(0)
-        assert alice.chat_state("bob") in ("inviting", "acked")
-        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
-        await wait_event(alice, ChatOpened)
-        # Nothing more after the ACK: drain what was already in flight, then silence.
-        with pytest.raises(TimeoutError):
-            while True:
-                await bob.datagram(timeout=1.0)
-        writer.close()
-    finally:
-        bob.close()
-        await alice.close()
+        times.append(loop.time() - started)
+        secrets.add(init.secret)
+    assert len(secrets) == 1
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps == sorted(gaps)  # backoff: each wait at least as long as the one before
+    failed = await wait_event(alice, ChatFailed, timeout=6)
+    assert failed.reason == "bob did not answer"
+    assert failed.unsent == ("will not arrive",)
+    assert 4.5 <= loop.time() - started <= 7.0
 
 
-async def test_d21_init_from_a_stranger_is_ignored(server: ChatServer) -> None:
+async def test_d20_ack_stops_the_retransmission(alice: ChatClient, bob: RawPeer) -> None:
+    """Decision 20: an ACK stops the resends; the chat opens when the peer connects."""
+    alice.start_chat("bob")
+    init, source = await bob.datagram()
+    assert isinstance(init, Init)
+    bob.send(Ack(init.secret), source)
+    await asyncio.sleep(0)
+    assert alice.chat_state("bob") in ("inviting", "acked")
+    _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+    await wait_event(alice, ChatOpened)
+    # Nothing more after the ACK: drain what was already in flight, then silence.
+    with pytest.raises(TimeoutError):
+        while True:
+            await bob.datagram(timeout=1.0)
+    writer.close()
+
+
+async def test_d21_init_from_a_stranger_is_ignored(alice: ChatClient) -> None:
     """Decision 21: an INIT whose source is not a participant gets no ACK and opens nothing."""
-    alice = await joined(server.port, "alice")
     stranger = RawPeer("stranger")  # not registered: only its UDP socket exists
     loop = asyncio.get_running_loop()
     stranger.udp, _ = await loop.create_datagram_endpoint(
@@ -167,18 +167,13 @@ async def test_d21_init_from_a_stranger_is_ignored(server: ChatServer) -> None:
     finally:
         listener.close()
         stranger.close()
-        await alice.close()
 
 
 async def test_d21_init_is_acked_then_connected_and_repeats_open_nothing(
-    server: ChatServer,
+    alice: ChatClient, bob: RawPeer
 ) -> None:
     """Decision 21: ACK:INIT:Secret to the source, a TCP connection to the INIT's port;
     a repeated INIT with the same secret is ACKed again but opens no second connection."""
-    alice = await joined(server.port, "alice")
-    bob = RawPeer("bob")
-    await bob.register(server.port)
-    await wait_event(alice, PeerJoined)
     listener, accepted = await listen()
     try:
         assert alice.me is not None
@@ -201,36 +196,29 @@ async def test_d21_init_is_acked_then_connected_and_repeats_open_nothing(
         writer.close()
     finally:
         listener.close()
-        bob.close()
-        await alice.close()
 
 
-async def test_d22_listener_takes_only_the_peer_and_only_once(server: ChatServer) -> None:
+async def test_d22_listener_takes_only_the_peer_and_only_once(
+    alice: ChatClient, bob: RawPeer
+) -> None:
     """Decision 22: a connection from another IP is refused; the first from the peer's IP
     is the chat (even before any ACK); an ACK with a secret never sent is ignored."""
-    bob = RawPeer("bob")
-    await bob.register(server.port)
-    alice = await joined(server.port, "alice")
-    try:
-        alice.start_chat("bob")
-        init, source = await bob.datagram()
-        assert isinstance(init, Init)
-        bob.send(Ack("not-the-secret"), source)
-        # 127.0.0.2 is loopback too, but not bob's registered address.
-        r_wrong, w_wrong = await asyncio.open_connection(
-            "127.0.0.1", init.tcp_port, local_addr=("127.0.0.2", 0)
-        )
-        assert await asyncio.wait_for(r_wrong.read(), 3) == b""  # closed on us
-        assert alice.chat_state("bob") == "inviting"
-        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
-        await wait_event(alice, ChatOpened)
-        with pytest.raises(OSError):
-            await asyncio.open_connection("127.0.0.1", init.tcp_port)  # listener closed
-        w_wrong.close()
-        writer.close()
-    finally:
-        bob.close()
-        await alice.close()
+    alice.start_chat("bob")
+    init, source = await bob.datagram()
+    assert isinstance(init, Init)
+    bob.send(Ack("not-the-secret"), source)
+    # 127.0.0.2 is loopback too, but not bob's registered address.
+    r_wrong, w_wrong = await asyncio.open_connection(
+        "127.0.0.1", init.tcp_port, local_addr=("127.0.0.2", 0)
+    )
+    assert await asyncio.wait_for(r_wrong.read(), 3) == b""  # closed on us
+    assert alice.chat_state("bob") == "inviting"
+    _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+    await wait_event(alice, ChatOpened)
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", init.tcp_port)  # listener closed
+    w_wrong.close()
+    writer.close()
 
 
 async def test_d24_second_open_reuses_the_first(pair: tuple[ChatClient, ChatClient]) -> None:
@@ -249,12 +237,8 @@ async def _drain(client: ChatClient):
         yield event
 
 
-async def test_d24_fresh_init_replaces_an_open_chat(server: ChatServer) -> None:
+async def test_d24_fresh_init_replaces_an_open_chat(alice: ChatClient, bob: RawPeer) -> None:
     """Decision 24: a new INIT (new secret) from a peer with an open chat replaces it."""
-    alice = await joined(server.port, "alice")
-    bob = RawPeer("bob")
-    await bob.register(server.port)
-    await wait_event(alice, PeerJoined)
     listener, accepted = await listen()
     try:
         assert alice.me is not None
@@ -276,8 +260,6 @@ async def test_d24_fresh_init_replaces_an_open_chat(server: ChatServer) -> None:
         w2.close()
     finally:
         listener.close()
-        bob.close()
-        await alice.close()
 
 
 async def test_d24_crossing_inits_open_one_chat(pair: tuple[ChatClient, ChatClient]) -> None:
