@@ -151,6 +151,7 @@ ENCODINGS = [
 
 @pytest.mark.parametrize(("message", "wire"), ENCODINGS, ids=lambda v: repr(v)[:40])
 def test_encode_is_canonical(message: object, wire: bytes) -> None:
+    """Decisions 1, 2, 3, 6, 10: senders send exactly the canonical form."""
     assert message.encode() == wire
 
 
@@ -183,6 +184,7 @@ BAD_NICKS = [
     ids=["Participant", "Broadcast"],
 )
 def test_bad_nickname_is_refused(build: object, nick: str, sentence: str) -> None:
+    """Decision 5: 1-32 characters, no ':', whitespace or control characters."""
     with pytest.raises(LocalProtocolError) as info:
         build(nick)
     assert str(info.value) == sentence
@@ -201,6 +203,7 @@ BAD_SECRETS = [
 @pytest.mark.parametrize(("secret", "sentence"), BAD_SECRETS)
 @pytest.mark.parametrize("build", [lambda s: Init(s, 5000), lambda s: Ack(s)], ids=["Init", "Ack"])
 def test_bad_secret_is_refused(build: object, secret: str, sentence: str) -> None:
+    """Decision 8: 1-128 characters, no ':', CR or LF."""
     with pytest.raises(LocalProtocolError) as info:
         build(secret)
     assert str(info.value) == sentence
@@ -213,6 +216,7 @@ def test_bad_secret_is_refused(build: object, secret: str, sentence: str) -> Non
     ids=["Participant", "Init"],
 )
 def test_port_out_of_range_is_refused(build: object, port: int) -> None:
+    """Decision 7: ports are 1-65535."""
     with pytest.raises(LocalProtocolError) as info:
         build(port)
     assert str(info.value) == f"port {port} is out of range 1-65535"
@@ -238,6 +242,7 @@ def test_port_out_of_range_is_refused(build: object, port: int) -> None:
     ],
 )
 def test_bad_ip_is_refused(ip: str) -> None:
+    """Decision 6: IPv4 dotted quad or IPv6."""
     with pytest.raises(LocalProtocolError) as info:
         Participant("alice", ip, 5000)
     assert str(info.value) == f"{ip!r} is not an IPv4 or IPv6 address"
@@ -258,6 +263,7 @@ def test_bad_ip_is_refused(ip: str) -> None:
     ids=["Chat", "Error", "Broadcast", "Register", "Update", "List", "Init", "Ack"],
 )
 def test_lone_surrogate_is_refused(build: object) -> None:
+    """Decision 4: everything on the wire is valid UTF-8."""
     with pytest.raises(LocalProtocolError) as info:
         build().encode()
     assert str(info.value) == "text contains a lone surrogate, not encodable as UTF-8"
@@ -373,6 +379,7 @@ DECODINGS = [
 
 @pytest.mark.parametrize(("role", "data", "message"), DECODINGS, ids=lambda v: repr(v)[:50])
 def test_decode(role: Role, data: bytes, message: object) -> None:
+    """Decisions 1-3, 6, 10: bare LF, any case, Length in bytes or characters, IPv6, both LIST forms."""
     check_decodes(role, data, [message])
 
 
@@ -1030,6 +1037,7 @@ DATAGRAMS = [
 
 @pytest.mark.parametrize(("data", "message"), DATAGRAMS, ids=lambda v: repr(v)[:40])
 def test_decode_datagram(data: bytes, message: object) -> None:
+    """Decisions 1, 2, 8: INIT and ACK, any case, line end optional."""
     assert decode_datagram(data) == message
 
 
