@@ -31,6 +31,8 @@ from .events import (
     ServerError,
 )
 from .protocol import (
+    LENGTH_HARD_LIMIT,
+    MAX_LIST_LINE_BYTES,
     NEED_DATA,
     Action,
     Broadcast,
@@ -65,6 +67,14 @@ DEFAULT_SERVER = ("127.0.0.1", 7777)
 CONNECT_TIMEOUT = 10.0
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # then every 30 s
 READ_CHUNK = 1 << 16
+
+
+def _server_decoder() -> Decoder:
+    """What a client accepts from its server: any LIST a full server sends (decision 10),
+    and any message the server's own limit lets through, up to the protocol's hard limit."""
+    return Decoder(
+        Role.CLIENT, max_message_bytes=LENGTH_HARD_LIMIT, max_line_bytes=MAX_LIST_LINE_BYTES
+    )
 
 
 class ConnectError(Exception):
@@ -106,7 +116,7 @@ class ChatClient:
         self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
         self._me: Participant | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._decoder = Decoder(Role.CLIENT)
+        self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
         self._direct = DirectChatManager(nick, self._peers, self._events.put_nowait, self._refuses)
@@ -252,7 +262,7 @@ class ChatClient:
             )
             writer.write(Register(me).encode())
             await writer.drain()
-            decoder = Decoder(Role.CLIENT)
+            decoder = _server_decoder()
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 listing = await self._await_registration(reader, decoder)
         except (OSError, TimeoutError, RegistrationError, ConnectError) as error:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, ClientEvent
 from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
+    LENGTH_HARD_LIMIT,
     NEED_DATA,
     Ack,
     Chat,
@@ -70,16 +71,13 @@ class DirectSession:
     """An open direct chat: CHAT frames both ways on one TCP connection."""
 
     def __init__(
-        self,
-        peer: Participant,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        max_message_bytes: int,
+        self, peer: Participant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self.peer = peer
         self._reader = reader
         self._writer = writer
-        self._decoder = Decoder(Role.PEER, max_message_bytes=max_message_bytes)
+        # Accept what any peer may send; we send at most our own limit.
+        self._decoder = Decoder(Role.PEER, max_message_bytes=LENGTH_HARD_LIMIT)
 
     def write(self, text: str) -> None:
         self._writer.write(Chat(text).encode())
@@ -384,7 +382,7 @@ class DirectChatManager:
         if link.timer is not None:
             link.timer.cancel()
             link.timer = None
-        session = link.session = DirectSession(hs.peer, reader, writer, self._max)
+        session = link.session = DirectSession(hs.peer, reader, writer)
         peer = hs.peer.nick
         self._emit(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
         for text in self._queued.pop(hs.peer.key, []):

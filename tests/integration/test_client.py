@@ -143,3 +143,32 @@ async def test_reconnects_and_registers_again(start_server, closing: list[ChatCl
         assert (await wait_event(alice, BroadcastReceived)).text == "welcome back"
     finally:
         await second.close()
+
+
+async def test_d10_client_accepts_a_list_as_long_as_a_full_server_sends(
+    closing: list[ChatClient],
+) -> None:
+    """Decision 10: a LIST of thousands of participants (far over the 4096-byte line
+    limit of other messages) is accepted."""
+    entries = b":".join(b"user%d:[2001:db8::%x]:%d" % (i, i, 1024 + i) for i in range(2000))
+    server = await fake_server(lambda _register: b"LIST:" + entries + b"\r\n")
+    async with server:
+        client = ChatClient("alice", "127.0.0.1", server.sockets[0].getsockname()[1])
+        closing.append(client)
+        await client.connect()
+        assert len(entries) > 50_000
+        assert len(client.participants) == 2001  # the 2000 others and ourselves
+
+
+async def test_d14_large_broadcast_allowed_by_the_server_reaches_clients(
+    start_server, closing: list[ChatClient]
+) -> None:
+    """Decision 14: whatever the server accepts under its --max-message-bytes reaches
+    every other participant, even past the 64 KiB default."""
+    server = await start_server(max_message_bytes=200_000)
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    closing.extend([alice, bob])
+    text = "é" * 50_000  # 100,000 bytes
+    await bob.broadcast(text)
+    assert (await wait_event(alice, BroadcastReceived)).text == text

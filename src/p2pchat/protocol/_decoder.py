@@ -33,6 +33,10 @@ from ._fields import parse_port
 LENGTH_HARD_LIMIT: Final = 1 << 20  # decision 16: past this, a Length is absurd
 DEFAULT_MAX_MESSAGE_BYTES: Final = 65536
 DEFAULT_MAX_LINE_BYTES: Final = 4096
+# The longest LIST a client must accept (decision 10): 10,000 participants of
+# the longest entry (32 four-byte characters, a bracketed IPv6 address with
+# a zone id, a port), rounded up. A client trusts its server this far.
+MAX_LIST_LINE_BYTES: Final = 4 << 20
 
 _LF: Final = 0x0A
 _CR: Final = 0x0D
