@@ -8,9 +8,12 @@ import getpass
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import _net, linemode
+from .chatlog import ChatLog, LoggedOutput
 from .client import ChatClient, ConnectError, RegistrationError
+from .frontend import Output
 from .protocol import LocalProtocolError, canonical_ip, check_nick
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
 
@@ -65,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--plain", action="store_true", help="line mode for people and scripts")
     mode.add_argument("--json", action="store_true", help="line mode with one JSON event per line")
+    p.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        default=None,
+        help="append each conversation to its own text file under DIR",
+    )
     p.add_argument("--no-direct", action="store_true", help="refuse every incoming direct chat")
     p.add_argument(
         "--log-level",
@@ -75,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-async def _main(args: argparse.Namespace, nick: str, out: linemode.Output) -> int:
+async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
     server: ChatServer | None = None
+    hosting: str | None = None
+    ip = args.ip
     if args.serve is not None:
         host, port = _net.parse_host_port(args.serve, DEFAULT_PORT)
         server = ChatServer(ServerConfig())
@@ -87,36 +98,48 @@ async def _main(args: argparse.Namespace, nick: str, out: linemode.Output) -> in
                 f"p2pchat: cannot host on {args.serve}: {error.strerror or error}", file=sys.stderr
             )
             return 1
-        real_port = server.port
+        port = server.port
         wildcard = host in ("", "0.0.0.0", "::")
         lan_ip = _net.lan_ipv4() if wildcard else None
-        shown = lan_ip or ("127.0.0.1" if wildcard else host)
-        out.hosting(_net.format_host_port(shown, real_port))
-        connect_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
-        client = ChatClient(
-            nick,
-            connect_host,
-            real_port,
-            ip=args.ip or lan_ip,
-            udp_port=args.udp_port,
-            accept_direct=not args.no_direct,
-        )
+        hosting = _net.format_host_port(lan_ip or ("127.0.0.1" if wildcard else host), port)
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+        ip = ip or lan_ip
     else:
         host, port = _net.parse_host_port(args.server or f"127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
-        client = ChatClient(
-            nick, host, port, ip=args.ip, udp_port=args.udp_port, accept_direct=not args.no_direct
-        )
+    where = _net.format_host_port(host, port)
+    client = ChatClient(
+        nick, host, port, ip=ip, udp_port=args.udp_port, accept_direct=not args.no_direct
+    )
+    chatlog = ChatLog(Path(args.log_dir), hosting or where) if args.log_dir else None
+
+    def with_log(out: Output) -> Output:
+        return LoggedOutput(out, chatlog) if chatlog is not None else out
+
     try:
+        if ui != "tui" and hosting is not None:
+            _line_output(ui, nick).hosting(hosting)
         try:
             await client.connect()
         except (ConnectError, RegistrationError) as error:
             print(f"p2pchat: {error}", file=sys.stderr)
             return 1
-        return await linemode.run(client, out)
+        if ui == "tui":
+            from .tui import ChatApp  # Textual loads only for the full-screen UI
+
+            app = ChatApp(client, server=hosting or where, hosting=hosting, output=with_log)
+            await app.run_async()
+            return app.return_code or 0
+        return await linemode.run(client, with_log(_line_output(ui, nick)))
     finally:
         await client.close()
+        if chatlog is not None:
+            chatlog.close()
         if server is not None:
             await server.close()
+
+
+def _line_output(ui: str, nick: str) -> Output:
+    return linemode.JsonOutput() if ui == "json" else linemode.PlainOutput(nick)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -134,17 +157,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if not 0 <= args.udp_port <= 65535:
         parser.error(f"--udp-port {args.udp_port} is out of range 0-65535")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     with contextlib.suppress(AttributeError):
         sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
-    # The full-screen UI comes on a terminal; until then a terminal gets plain mode.
-    out: linemode.Output = linemode.JsonOutput() if args.json else linemode.PlainOutput(nick)
+    if args.json:
+        ui = "json"
+    elif args.plain or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        ui = "plain"
+    else:
+        ui = "tui"
+    if ui == "tui":  # stderr would draw over the screen: the app shows warnings itself
+        logging.getLogger().setLevel(args.log_level.upper())
+    else:
+        logging.basicConfig(
+            level=args.log_level.upper(),
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
     try:
-        return _net.run(lambda: _main(args, nick, out))
+        return _net.run(lambda: _main(args, nick, ui))
     except KeyboardInterrupt:
         return 130
 

@@ -14,11 +14,10 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from . import commands
-from .client import ChatClient, NotConnectedError
-from .direct import DirectChatError
+from .client import ChatClient
 from .events import (
     BroadcastReceived,
     ChatClosed,
@@ -33,16 +32,9 @@ from .events import (
     Registered,
     ServerError,
 )
-from .protocol import Participant, ProtocolError
+from .frontend import Output, execute
+from .protocol import Participant
 from .textsafe import printable
-
-
-class Output(Protocol):
-    def event(self, event: ClientEvent) -> None: ...
-    def participants(self, participants: tuple[Participant, ...]) -> None: ...
-    def info(self, text: str) -> None: ...
-    def error(self, text: str) -> None: ...
-    def hosting(self, address: str) -> None: ...
 
 
 def _write(line: str) -> None:
@@ -102,7 +94,10 @@ class PlainOutput:
         for line in text.splitlines():
             self._line(line)
 
-    def error(self, text: str) -> None:
+    def sent(self, text: str, peer: str | None) -> None:
+        pass  # the terminal already shows what was typed
+
+    def error(self, text: str, peer: str | None = None) -> None:
         self._line(f"!!! {printable(text)}")
 
     def hosting(self, address: str) -> None:
@@ -148,7 +143,10 @@ class JsonOutput:
     def info(self, text: str) -> None:
         self._emit("info", message=text)
 
-    def error(self, text: str) -> None:
+    def sent(self, text: str, peer: str | None) -> None:
+        pass  # scripts know what they sent; the event stream stays as documented
+
+    def error(self, text: str, peer: str | None = None) -> None:
         self._emit("error", message=text, source="local")
 
     def hosting(self, address: str) -> None:
@@ -228,36 +226,3 @@ async def run(client: ChatClient, out: Output) -> int:
         while (event := client.poll_event()) is not None:
             out.event(event)
     return 0
-
-
-async def execute(client: ChatClient, command: commands.Command, out: Output) -> None:
-    """Carries out one command; every failure becomes an error line, never an exception."""
-    try:
-        match command:
-            case commands.Say(text=text):
-                await client.broadcast(text)
-            case commands.Msg(nick=nick, text=text):
-                await client.send_chat(nick, text)
-            case commands.OpenChat(nick=nick):
-                client.start_chat(nick)
-            case commands.CloseChat(nick=nick):
-                if not client.close_chat(nick):
-                    out.error(f"no direct chat with {nick}")
-            case commands.Who():
-                out.participants(client.participants)
-            case commands.Ignore(nick=nick):
-                client.ignore(nick)
-                out.info(f"ignoring {nick}: broadcasts hidden, direct chats refused")
-            case commands.Unignore(nick=nick):
-                client.unignore(nick)
-                out.info(f"no longer ignoring {nick}")
-            case commands.Help():
-                out.info(commands.HELP)
-            case commands.Quit():
-                pass
-    except NotConnectedError:
-        out.error("not connected to the server; message not sent")
-    except (DirectChatError, ProtocolError, ValueError) as error:
-        out.error(str(error))
-    except OSError as error:
-        out.error(f"could not send: {error}")

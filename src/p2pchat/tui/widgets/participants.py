@@ -1,0 +1,46 @@
+"""The participant sidebar: nick and address, yourself marked, direct-chat state shown."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from ...protocol import Participant, nick_key
+from ...textsafe import printable
+from .conversation import nick_colour
+
+_STATE_MARKS = {
+    "open": ("⇄", "bold green"),
+    "inviting": ("…", "yellow"),
+    "acked": ("…", "yellow"),
+    "connecting": ("…", "yellow"),
+}
+
+
+class ParticipantList(OptionList):
+    """Enter or a click on a participant opens (or focuses) a direct chat with them."""
+
+    def show(
+        self, participants: tuple[Participant, ...], me: str, chat_states: dict[str, str]
+    ) -> None:
+        highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
+        self.clear_options()
+        options = []
+        for p in participants:
+            label = Text()
+            mark, style = _STATE_MARKS.get(chat_states.get(p.key, ""), (" ", ""))
+            label.append(f"{mark} ", style=style)
+            label.append(printable(p.nick), style=f"bold {nick_colour(p.nick)}")
+            if p.key == nick_key(me):
+                label.append(" (you)", style="dim")
+            label.append(
+                f"\n  {p.ip}:{p.udp_port}" if ":" not in p.ip else f"\n  [{p.ip}]:{p.udp_port}",
+                style="dim",
+            )
+            options.append(Option(label, id=p.key))
+        self.add_options(options)
+        if highlighted is not None:
+            for index, option in enumerate(options):
+                if option.id == highlighted:
+                    self.highlighted = index
