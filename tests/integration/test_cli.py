@@ -257,3 +257,23 @@ async def test_serve_hosts_and_others_join(programs: list[Program]) -> None:
     async with asyncio.timeout(TIMEOUT):
         assert await host.proc.wait() == 0
     assert (await guest.expect("error"))["message"] == "server is shutting down"
+
+
+async def test_log_dir_keeps_each_conversation(programs: list[Program], tmp_path) -> None:
+    """--log-dir appends the group and each direct chat to their own files."""
+    _, port = await start_server(programs)
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    alice = await client(programs, port, "alice", "--plain", "--log-dir", str(tmp_path))
+    await _plain_line(alice, "participant")
+    await bob.type("hello alice", "/msg alice direct words")
+    await _plain_line(alice, "[direct] <bob> direct words")
+    await alice.type("/msg bob back at you")
+    assert (await bob.expect("chat"))["text"] == "back at you"
+    status, _ = await alice.finish()
+    assert status == 0
+    root = tmp_path / f"127.0.0.1%3A{port}"
+    group = (root / "group.log").read_text()
+    direct = (root / "direct" / "bob.log").read_text()
+    assert "<bob> hello alice" in group
+    assert "<bob> direct words" in direct and "<alice> back at you" in direct

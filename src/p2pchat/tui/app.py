@@ -51,7 +51,7 @@ Keys:
   Ctrl+N/Ctrl+P  next / previous tab
   F2             go to the participant list (Enter or a click opens a direct chat)
   Escape         back to the input line
-  Ctrl+W         close the current direct chat and its tab
+  F4             close the current direct chat and its tab
   Ctrl+Q         quit"""
 
 
@@ -75,7 +75,7 @@ class ChatApp(App[int]):
         Binding("ctrl+p", "switch_tab(-1)", "Prev tab"),
         Binding("f2", "focus_people", "People"),
         Binding("escape", "focus_input", "Input", show=False),
-        Binding("ctrl+w", "close_tab", "Close chat"),
+        Binding("f4", "close_tab", "Close chat"),
         Binding("f1", "help", "Help"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
@@ -96,7 +96,9 @@ class ChatApp(App[int]):
         self._clock = clock
         # Everything shown also goes through ``output`` (e.g. to conversation logs).
         self.out: Output = output(self)
-        self._titles: dict[str, str] = {GROUP: "group"}  # conversation key -> tab title
+        # Conversation key (GROUP or a casefolded nick) -> its log. Kept here, not
+        # queried from the screen: a new tab mounts later than events arrive.
+        self._logs: dict[str, Conversation] = {GROUP: Conversation(GROUP, clock, id="log-group")}
         self._unread: dict[str, int] = {}
         self._commands: asyncio.Queue[commands.Command] = asyncio.Queue()
 
@@ -104,8 +106,8 @@ class ChatApp(App[int]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
-            with TabbedContent(id="tabs"), TabPane(self._titles[GROUP], id=_pane_id(GROUP)):
-                yield Conversation(self._clock, id="log-group")
+            with TabbedContent(id="tabs"), TabPane(GROUP, id=_pane_id(GROUP)):
+                yield self._logs[GROUP]
             yield ParticipantList(id="people")
         yield StatusBar(self._server, self.client.nick, id="status")
         yield CommandInput(self._nicknames, id="input", placeholder="Type a message, or /help")
@@ -172,9 +174,10 @@ class ChatApp(App[int]):
                 self.conversation(peer).message(peer, text)
                 self._mark_unread(peer, True)  # a direct message is always for you
             case ChatClosed(peer=peer, reason=reason):
-                self.conversation(peer).notice(
-                    f"*** direct chat closed: {printable(reason)}", "yellow"
-                )
+                if nick_key(peer) in self._logs:  # no tab to reopen if the user closed it
+                    self.conversation(peer).notice(
+                        f"*** direct chat closed: {printable(reason)}", "yellow"
+                    )
                 self._refresh_people()
             case ChatFailed(peer=peer, reason=reason, unsent=unsent):
                 lost = f" ({len(unsent)} message(s) not sent)" if unsent else ""
@@ -202,7 +205,7 @@ class ChatApp(App[int]):
             target.notice(printable(line), "")
 
     def error(self, text: str, peer: str | None = None) -> None:
-        has_tab = peer is not None and nick_key(peer) in self._titles
+        has_tab = peer is not None and nick_key(peer) in self._logs
         (self.conversation(peer) if has_tab else self._current_conversation()).error(text)  # type: ignore[arg-type]
 
     def hosting(self, address: str) -> None:
@@ -215,24 +218,22 @@ class ChatApp(App[int]):
     def conversation(self, peer: str) -> Conversation:
         """The conversation with ``peer`` (or the group), opening its tab if needed."""
         key = GROUP if peer == GROUP else nick_key(peer)
-        tabs = self.query_one(TabbedContent)
-        pane_id = _pane_id(key)
-        if key not in self._titles:
-            self._titles[key] = peer
-            log = Conversation(self._clock, id=f"log-{pane_id}")
-            tabs.add_pane(TabPane(Content(peer), log, id=pane_id))
-            return log
-        return self.query_one(f"#log-{pane_id}", Conversation)
+        log = self._logs.get(key)
+        if log is None:
+            pane_id = _pane_id(key)
+            log = self._logs[key] = Conversation(peer, self._clock, id=f"log-{pane_id}")
+            self.query_one(TabbedContent).add_pane(TabPane(Content(peer), log, id=pane_id))
+        return log
 
     def _current_key(self) -> str:
         active = self.query_one(TabbedContent).active
-        for key in self._titles:
+        for key in self._logs:
             if _pane_id(key) == active:
                 return key
         return GROUP
 
     def _current_conversation(self) -> Conversation:
-        return self.conversation(self._titles[self._current_key()])
+        return self._logs[self._current_key()]
 
     def _mark_unread(self, key_or_peer: str, mention: bool) -> None:
         key = GROUP if key_or_peer == GROUP else nick_key(key_or_peer)
@@ -240,7 +241,7 @@ class ChatApp(App[int]):
             return
         self._unread[key] = self._unread.get(key, 0) + 1
         tab = self.query_one(TabbedContent).get_tab(_pane_id(key))
-        tab.label = Content(f"{self._titles[key]} ({self._unread[key]})")
+        tab.label = Content(f"{self._logs[key].title} ({self._unread[key]})")
         if mention:
             tab.add_class("-mention")
 
@@ -248,7 +249,7 @@ class ChatApp(App[int]):
     def _tab_read(self, event: TabbedContent.TabActivated) -> None:
         key = self._current_key()
         self._unread.pop(key, None)
-        event.tab.label = Content(self._titles[key])
+        event.tab.label = Content(self._logs[key].title)
         event.tab.remove_class("-mention")
         self.query_one(CommandInput).focus()
 
@@ -308,7 +309,7 @@ class ChatApp(App[int]):
                 self.info(commands.HELP + "\n" + KEYS_HELP)
                 return
             case commands.Say(text=text) if self._current_key() != GROUP:
-                command = commands.Msg(self._titles[self._current_key()], text)
+                command = commands.Msg(self._logs[self._current_key()].title, text)
             case commands.OpenChat(nick=nick) if nick_key(nick) != nick_key(self.client.nick):
                 if self.client.participants and any(
                     p.key == nick_key(nick) for p in self.client.participants
@@ -325,7 +326,7 @@ class ChatApp(App[int]):
     # -- key actions ------------------------------------------------------------------
 
     def action_switch_tab(self, step: int) -> None:
-        keys = list(self._titles)
+        keys = list(self._logs)
         index = (keys.index(self._current_key()) + step) % len(keys)
         self.query_one(TabbedContent).active = _pane_id(keys[index])
 
@@ -349,7 +350,7 @@ class ChatApp(App[int]):
         key = self._current_key()
         if key == GROUP:
             return
-        peer = self._titles.pop(key)
+        peer = self._logs.pop(key).title
         self._unread.pop(key, None)
         self.client.close_chat(peer)
         await self.query_one(TabbedContent).remove_pane(_pane_id(key))

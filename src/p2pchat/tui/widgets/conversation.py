@@ -42,8 +42,9 @@ class Conversation(RichLog):
     """The lines of one tab. Everything from others goes through ``printable`` and
     ``Text``, so neither terminal escapes nor Textual markup can take effect."""
 
-    def __init__(self, clock: Callable[[], str], **kwargs: object) -> None:
+    def __init__(self, title: str, clock: Callable[[], str], **kwargs: object) -> None:
         super().__init__(wrap=True, markup=False, highlight=False, max_lines=10_000, **kwargs)  # type: ignore[arg-type]
+        self.title = title  # "group", or the peer's nickname as first seen
         self._clock = clock
 
     def _stamp(self) -> Text:

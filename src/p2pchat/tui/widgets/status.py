@@ -47,10 +47,10 @@ class StatusBar(Static):
     def refresh_status(self) -> None:
         colour = {"connected": "green", "offline": "red"}.get(self._state, "yellow")
         line = Text()
-        line.append(f" {printable(self.nick)} ", style="bold")
-        line.append(f"@ {self.server}  ")
+        line.append(f" {printable(self.nick)}", style="bold")
+        line.append(f" @ {self.server} │ ")
         line.append(f"● {self.state_text}", style=f"bold {colour}")
-        line.append(f"  {self.count} participant{'s' if self.count != 1 else ''}")
+        line.append(f" │ {self.count} participant{'s' if self.count != 1 else ''}")
         if self.hosting:
-            line.append(f"  others join with: p2pchat --server {self.hosting}", style="italic")
+            line.append(f" │ others join with: p2pchat --server {self.hosting}", style="italic")
         self.update(line)

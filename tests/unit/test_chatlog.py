@@ -1,0 +1,88 @@
+"""Conversation logs: one file per conversation, appended, timestamped, escaped."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from p2pchat.chatlog import ChatLog, file_name
+from p2pchat.events import (
+    BroadcastReceived,
+    ChatClosed,
+    ChatOpened,
+    ChatReceived,
+    PeerJoined,
+    PeerLeft,
+    Registered,
+)
+from p2pchat.protocol import Participant
+
+ME = Participant("alice", "127.0.0.1", 5000)
+BOB = Participant("Bob", "127.0.0.1", 5001)
+FIXED = time.strptime("2026-11-24 12:34:56", "%Y-%m-%d %H:%M:%S")
+
+
+def make_log(tmp_path: Path) -> ChatLog:
+    return ChatLog(tmp_path, "127.0.0.1:7777", clock=lambda: FIXED)
+
+
+def test_each_conversation_has_its_own_file(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    for event in (
+        Registered(ME),
+        PeerJoined(BOB),
+        BroadcastReceived("Bob", "hi all"),
+        ChatOpened("Bob", initiator=False),
+        ChatReceived("Bob", "psst"),
+        ChatClosed("Bob", "Bob closed the chat"),
+        PeerLeft(BOB),
+    ):
+        log.event(event)
+    log.sent("hello", None)
+    log.sent("hey", "BOB")  # nicknames compare case-insensitively: the same file
+    log.close()
+    root = tmp_path / "127.0.0.1%3A7777"
+    assert (root / "group.log").read_text().splitlines() == [
+        "--- log opened Tue Nov 24 12:34:56 2026",
+        "2026-11-24 12:34:56 *** registered as alice (127.0.0.1:5000)",
+        "2026-11-24 12:34:56 --> Bob joined (127.0.0.1:5001)",
+        "2026-11-24 12:34:56 <Bob> hi all",
+        "2026-11-24 12:34:56 <-- Bob left",
+        "2026-11-24 12:34:56 <alice> hello",
+    ]
+    assert (root / "direct" / "bob.log").read_text().splitlines()[1:] == [
+        "2026-11-24 12:34:56 *** direct chat with Bob open",
+        "2026-11-24 12:34:56 <Bob> psst",
+        "2026-11-24 12:34:56 *** direct chat closed: Bob closed the chat",
+        "2026-11-24 12:34:56 <alice> hey",
+    ]
+
+
+def test_logs_are_appended_and_escaped(tmp_path: Path) -> None:
+    for text in ("first \x1b[2J", "second\nline"):
+        log = make_log(tmp_path)
+        log.event(BroadcastReceived("eve", text))
+        log.close()
+    lines = (tmp_path / "127.0.0.1%3A7777" / "group.log").read_text().splitlines()
+    assert lines == [
+        "--- log opened Tue Nov 24 12:34:56 2026",
+        "2026-11-24 12:34:56 <eve> first \\e[2J",
+        "--- log opened Tue Nov 24 12:34:56 2026",
+        "2026-11-24 12:34:56 <eve> second\\nline",
+    ]
+
+
+def test_file_names_cannot_escape_the_directory() -> None:
+    assert file_name("../etc/passwd") == "%2E.%2Fetc%2Fpasswd"
+    assert file_name("bob") == "bob"
+    assert file_name("zoë") == "zoë"
+    assert "/" not in file_name("a/b") and not file_name(".hidden").startswith(".")
+
+
+def test_an_unwritable_directory_disables_logging_without_failing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    log = ChatLog(blocker, "server")
+    log.event(BroadcastReceived("bob", "hi"))  # must not raise
+    log.sent("still fine", None)
+    log.close()
