@@ -64,7 +64,12 @@ def lan_ipv4() -> str | None:
 
 
 def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
-    """Turns on TCP keepalive so that a peer whose machine vanished is noticed."""
+    """Turns on TCP keepalive so that a peer whose machine vanished is noticed.
+
+    Keepalive probes only go out on an idle connection; TCP_USER_TIMEOUT gives
+    up on one whose sent data stays unacknowledged as long, so a vanished
+    peer is noticed in the same time while data is flowing too.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if hasattr(socket, "TCP_KEEPIDLE"):
@@ -73,6 +78,9 @@ def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> 
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
         if hasattr(socket, "TCP_KEEPCNT"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            timeout_ms = (idle + interval * count) * 1000
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, timeout_ms)
 
 
 def raise_open_files_limit(wanted: int) -> int:

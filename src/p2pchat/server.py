@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from . import _net
 from .protocol import (
+    DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
     LENGTH_HARD_LIMIT,
     NEED_DATA,
     Action,
@@ -47,8 +49,8 @@ DEFAULT_PORT = 7777
 class ServerConfig:
     """The limits of decision 17, each a command-line option."""
 
-    max_message_bytes: int = 65536
-    max_line_bytes: int = 4096
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     max_clients: int = 10000
     register_timeout: float = 30.0
     sendq_bytes: int = 1 << 20
@@ -143,11 +145,11 @@ class _Connection(asyncio.Protocol):
             try:
                 event = self._decoder.next_event()
             except RemoteProtocolError as error:
-                self._refund_token(rate)
-                server._peer_error(self, error)
+                server._peer_error(self, error)  # a bad message costs a token like a good one
                 continue
             if event is NEED_DATA:
-                self._refund_token(rate)
+                if rate:
+                    self._tokens += 1.0  # nothing was read: give the token back
                 return
             try:
                 server._handle(self, event)
@@ -171,10 +173,6 @@ class _Connection(asyncio.Protocol):
             loop = asyncio.get_running_loop()
             self._flood_timer = loop.call_later((1.0 - self._tokens) / rate, self._resume)
         return False
-
-    def _refund_token(self, rate: float) -> None:
-        if rate:
-            self._tokens += 1.0
 
     def _resume(self) -> None:
         self._flood_timer = None
@@ -234,6 +232,7 @@ class ChatServer:
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._shutting_down = False
+        self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -328,10 +327,6 @@ class ChatServer:
         conn.close(error)
         self._leave(conn, reason)
 
-    def _drop(self, conn: _Connection, reason: str) -> None:
-        """Removes a participant that cannot keep up, without waiting on it."""
-        self._disconnect(conn, f"dropped: {reason}", f"dropped: {reason}")
-
     def _fan_out(self, data: bytes, exclude: _Connection | None) -> None:
         """Hands the same bytes to every registered participant but ``exclude``; never waits."""
         overflowed = [
@@ -339,14 +334,33 @@ class ChatServer:
             for conn in self.registry.connections()
             if conn is not exclude and not conn.send(data)
         ]
-        limit = self.config.sendq_bytes
-        for conn in overflowed:
-            self._drop(conn, f"send queue over {limit} bytes; you are not reading fast enough")
+        if overflowed:
+            self._drop(overflowed)
+
+    def _drop(self, conns: list[_Connection]) -> None:
+        """Removes participants that cannot keep up, without waiting on them.
+
+        Their LEAVEs can push others over the limit in turn: a loop, not
+        recursion, so a thousand stalled readers cost no stack.
+        """
+        reason = f"send queue over {self.config.sendq_bytes} bytes; you are not reading fast enough"
+        while conns:
+            leaves = []
+            for conn in conns:
+                log.warning("dropping %s: %s", conn.peer, reason)
+                conn.close(f"dropped: {reason}")
+                participant = self.registry.unregister(conn)
+                if participant is not None:
+                    log.info("leave %s (dropped)", participant.nick)
+                    leaves.append(Update(Action.LEAVE, participant).encode())
+            if not leaves or self._shutting_down:
+                return
+            data = b"".join(leaves)
+            conns = [conn for conn in self.registry.connections() if not conn.send(data)]
 
     def _reply(self, conn: _Connection, data: bytes) -> None:
         if not conn.send(data):
-            limit = self.config.sendq_bytes
-            self._drop(conn, f"send queue over {limit} bytes; you are not reading fast enough")
+            self._drop([conn])
 
     def _error(self, conn: _Connection, text: str) -> None:
         log.info("error to %s: %s", conn.peer, text)
@@ -357,6 +371,13 @@ class ChatServer:
             self._disconnect(conn, str(error), str(error))
         else:
             self._error(conn, str(error))
+
+    def _list_bytes(self) -> bytes:
+        """The encoded LIST, made once per change of the participant list."""
+        participants = self.registry.participants()
+        if self._list_cache[0] is not participants:
+            self._list_cache = (participants, ParticipantList(participants).encode())
+        return self._list_cache[1]
 
     # -- messages --------------------------------------------------------------------
 
@@ -370,9 +391,7 @@ class ChatServer:
                 if conn not in self.registry:
                     self._error(conn, "register first: REGISTER:Nickname:IP-Address:UDP-Port")
                 else:
-                    self._reply(conn, ParticipantList(self.registry.participants()).encode())
-            case _:
-                self._error(conn, f"unexpected message {type(event).__name__}")
+                    self._reply(conn, self._list_bytes())
 
     def _register(self, conn: _Connection, event: Register) -> None:
         participant = event.participant
@@ -400,7 +419,12 @@ class ChatServer:
             participant.udp_port,
             conn.peer,
         )
-        self._reply(conn, ParticipantList(self.registry.participants()).encode())
+        if not conn.send(self._list_bytes()):
+            # Not even its LIST fits: it goes before anyone hears it came.
+            self.registry.unregister(conn)
+            log.warning("dropping %s: its LIST is over the send queue limit", conn.peer)
+            conn.close(f"dropped: send queue over {self.config.sendq_bytes} bytes")
+            return
         self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn)
 
     def _broadcast(self, conn: _Connection, event: Broadcast) -> None:

@@ -26,11 +26,12 @@ class RegistrationRefused(Exception):
 class Registry(Generic[C]):
     """Registered participants by connection, in join order, nicknames unique casefolded."""
 
-    __slots__ = ("_by_conn", "_by_key")
+    __slots__ = ("_by_conn", "_by_key", "_snapshot")
 
     def __init__(self) -> None:
         self._by_conn: dict[C, Participant] = {}
         self._by_key: dict[str, C] = {}
+        self._snapshot: tuple[Participant, ...] | None = None
 
     def __len__(self) -> int:
         return len(self._by_conn)
@@ -50,15 +51,20 @@ class Registry(Generic[C]):
             raise RegistrationRefused(f"nickname '{participant.nick}' is already in use")
         self._by_conn[conn] = participant
         self._by_key[participant.key] = conn
+        self._snapshot = None
 
     def unregister(self, conn: C) -> Participant | None:
         participant = self._by_conn.pop(conn, None)
         if participant is not None:
             del self._by_key[participant.key]
+            self._snapshot = None
         return participant
 
     def participants(self) -> tuple[Participant, ...]:
-        return tuple(self._by_conn.values())
+        """Everyone, in join order; the same tuple until the list changes."""
+        if self._snapshot is None:
+            self._snapshot = tuple(self._by_conn.values())
+        return self._snapshot
 
     def connections(self) -> Iterator[C]:
         return iter(self._by_conn)

@@ -1,17 +1,31 @@
-"""Helpers for integration tests: waiting for client events, and a hand-driven raw peer."""
+"""Helpers for integration tests: waiting for client events, hand-driven raw peers and clients."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable
+import struct
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from p2pchat.client import ChatClient
 from p2pchat.events import ClientEvent
-from p2pchat.protocol import Ack, Init, Participant, Register, decode_datagram
+from p2pchat.protocol import (
+    LENGTH_HARD_LIMIT,
+    NEED_DATA,
+    Ack,
+    Decoder,
+    Init,
+    Participant,
+    Register,
+    Role,
+    decode_datagram,
+)
 
 E = TypeVar("E")
+TIMEOUT = 2.0
+READ_CHUNK = 1 << 16
 
 
 async def wait_event(
@@ -110,3 +124,121 @@ def loopback_v6_available() -> bool:
         return True
     except OSError:
         return False
+
+
+class RawClient:
+    """One TCP connection to the server, spoken to in raw bytes."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str):
+        self.reader = reader
+        self.writer = writer
+        self.name = name
+        # Only used to find where each message ends; no limit gets in the way.
+        self._decoder = Decoder(
+            Role.CLIENT, max_message_bytes=LENGTH_HARD_LIMIT, max_line_bytes=LENGTH_HARD_LIMIT
+        )
+        self._raw = bytearray()  # the bytes the decoder holds, as received
+
+    def send(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        await self.writer.drain()
+
+    async def recv(self, timeout: float = TIMEOUT) -> bytes:
+        """The next whole message, exactly as the server sent it."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = self._decoder.next_event()
+                    if event is not NEED_DATA:
+                        n = len(self._raw) - self._decoder.buffered
+                        message = bytes(self._raw[:n])
+                        del self._raw[:n]
+                        return message
+                    data = await self.reader.read(READ_CHUNK)
+                    if not data:
+                        raise AssertionError(
+                            f"{self.name}: connection closed while waiting for a message; "
+                            f"partial: {bytes(self._raw)[:200]!r}"
+                        )
+                    self._raw += data
+                    self._decoder.feed(data)
+        except TimeoutError:
+            raise AssertionError(
+                f"{self.name}: no whole message within {timeout} s; "
+                f"partial: {bytes(self._raw)[:200]!r}"
+            ) from None
+
+    async def expect(self, expected: bytes, timeout: float = TIMEOUT) -> None:
+        """The next message is exactly ``expected``."""
+        got = await self.recv(timeout)
+        assert got == expected, f"{self.name}: expected {expected!r}, got {got!r}"
+
+    async def expect_nothing(self, seconds: float) -> None:
+        """Nothing arrives for ``seconds`` (only where silence is the point)."""
+        assert not self._raw, f"{self.name}: unread bytes {bytes(self._raw)!r}"
+        try:
+            async with asyncio.timeout(seconds):
+                data = await self.reader.read(READ_CHUNK)
+        except TimeoutError:
+            return
+        if data:
+            raise AssertionError(f"{self.name}: expected silence, got {data!r}")
+        raise AssertionError(f"{self.name}: expected silence, the connection closed")
+
+    async def expect_closed(self, timeout: float = TIMEOUT) -> None:
+        """The server ends the connection, with no more bytes before the end."""
+        assert not self._raw, f"{self.name}: unread bytes before the end {bytes(self._raw)!r}"
+        try:
+            async with asyncio.timeout(timeout):
+                data = await self.reader.read(READ_CHUNK)
+        except TimeoutError:
+            raise AssertionError(f"{self.name}: still open after {timeout} s") from None
+        except ConnectionResetError:
+            return
+        assert data == b"", f"{self.name}: expected the end, got {data!r}"
+
+    async def read_until_closed(self, timeout: float = TIMEOUT) -> bytes:
+        """Every byte left until the server ends the connection."""
+        chunks = [bytes(self._raw)]
+        self._raw.clear()
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    data = await self.reader.read(READ_CHUNK)
+                except ConnectionResetError:
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        return b"".join(chunks)
+
+    def reset(self) -> None:
+        """Ends the connection with a TCP reset (SO_LINGER 0, then abort)."""
+        sock = self.writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.writer.transport.abort()
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """Splits bytes from the server into its messages, each exactly as sent."""
+    decoder = Decoder(
+        Role.CLIENT, max_message_bytes=LENGTH_HARD_LIMIT, max_line_bytes=LENGTH_HARD_LIMIT
+    )
+    decoder.feed(data)
+    messages, at = [], 0
+    while decoder.next_event() is not NEED_DATA:
+        end = len(data) - decoder.buffered
+        messages.append(data[at:end])
+        at = end
+    assert at == len(data), f"a partial message at the end: {data[at:][:200]!r}"
+    return messages
+
+
+Connect = Callable[..., Awaitable[RawClient]]

@@ -1,0 +1,38 @@
+"""Fixtures of the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+
+from p2pchat.server import ChatServer
+
+from ._support import Connect, RawClient
+
+
+@pytest.fixture
+async def connect(start_server: object) -> AsyncIterator[Connect]:
+    """Opens raw connections to a server; closes them before the servers close."""
+    clients: list[RawClient] = []
+
+    async def open_client(
+        server: ChatServer, name: str = "client", *, rcvbuf: int | None = None, limit: int = 1 << 16
+    ) -> RawClient:
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port, limit=limit)
+        else:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", server.port))
+            reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
+        client = RawClient(reader, writer, name)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        await client.close()

@@ -1,0 +1,108 @@
+"""The server under clients that stop reading or send garbage fast (decisions 9, 15, 17)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from p2pchat.server import ChatServer, _Connection
+
+from ._support import Connect, RawClient
+
+
+@pytest.fixture
+def small_kernel_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrinks the server's socket send buffers, so that a client that does not read
+    fills its send queue after kilobytes instead of megabytes of kernel buffering."""
+    made = _Connection.connection_made
+
+    def connection_made(self: _Connection, transport: asyncio.BaseTransport) -> None:
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        made(self, transport)
+
+    monkeypatch.setattr(_Connection, "connection_made", connection_made)
+
+
+async def stalled(connect: Connect, server: ChatServer, nick: str) -> RawClient:
+    """A client that registers and then never reads."""
+    client = await connect(server, nick, rcvbuf=1024)
+    client.send(f"REGISTER:{nick}:127.0.0.1:1000\r\n".encode())
+    await client.drain()
+    return client
+
+
+async def registered(server: ChatServer, count: int) -> None:
+    async with asyncio.timeout(10):
+        while len(server.registry) < count:
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.usefixtures("small_kernel_buffers")
+async def test_d17_hundreds_of_stalled_readers_are_dropped_in_one_go(
+    start_server, connect: Connect
+) -> None:
+    """Decisions 15, 17: 400 participants stop reading at once; each LEAVE can push the
+    others over the limit. All are dropped (a loop, not a recursion that overflows the
+    stack), the talker gets no error, and the list ends with the talker alone."""
+    server = await start_server(sendq_bytes=200_000, flood_rate=0)
+    for i in range(400):
+        await stalled(connect, server, f"s{i}")
+    await registered(server, 400)
+    talker = await connect(server, "talker")
+    talker.send(b"REGISTER:talker:127.0.0.1:999\r\n")
+    assert (await talker.recv()).startswith(b"LIST:")
+    payload = b"x" * 60_000
+    talker.send(b"".join(b"BROADCAST:talker:60000:%s\r\n" % payload for _ in range(5)))
+    await talker.drain()
+    await registered_at_most(server, 1)
+    talker.send(b"LIST\r\n")
+    while not (message := await talker.recv()).startswith(b"LIST"):
+        assert message.startswith(b"UPDATE:LEAVE:s"), message  # no ERROR among them
+    assert message == b"LIST:talker:127.0.0.1:999\r\n"
+
+
+async def registered_at_most(server: ChatServer, count: int) -> None:
+    async with asyncio.timeout(10):
+        while len(server.registry) > count:
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.usefixtures("small_kernel_buffers")
+async def test_d9_a_newcomer_whose_list_does_not_fit_is_never_announced(
+    start_server, connect: Connect
+) -> None:
+    """Decisions 9, 17: a joiner that does not read and whose LIST overflows its send
+    queue is dropped before anyone is told it joined: no JOIN, and no LEAVE either."""
+    server = await start_server(sendq_bytes=1024, flood_rate=0)
+    observer = await connect(server, "observer")
+    observer.send(b"REGISTER:observer:127.0.0.1:999\r\n")
+    await observer.recv()
+    for i in range(300):  # a LIST of about 15 KB
+        member = await connect(server, f"m{i}")  # these read, so they stay
+        member.send(f"REGISTER:member-with-a-long-name-{i:04d}:127.0.0.1:1000\r\n".encode())
+    await registered(server, 301)
+    joiner = await stalled(connect, server, "joiner")
+    await joiner.read_until_closed(timeout=10)  # dropped: its LIST did not fit
+    observer.send(b"LIST\r\n")
+    seen = []
+    while not (message := await observer.recv()).startswith(b"LIST"):
+        seen.append(message)
+    assert not any(b":joiner:" in m for m in seen), seen
+    assert b":joiner:" not in message
+
+
+async def test_d17_bad_messages_are_slowed_by_flood_control_too(
+    start_server, connect: Connect
+) -> None:
+    """Decision 17: garbage costs a flood-control token like a valid message, so an ERROR
+    storm is read at the flood rate."""
+    server = await start_server(flood_burst=5, flood_rate=20)
+    client = await connect(server, "garbage")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    client.send(b"HELLO\r\n" * 45)
+    for _ in range(45):
+        assert (await client.recv()).startswith(b"ERROR:")
+    assert loop.time() - started >= (45 - 5) / 20 * 0.75
