@@ -11,6 +11,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+READ_CHUNK = 1 << 16  # bytes asked of a socket at a time
+# Keepalive: first probe after 60 s idle, then every 10 s, give up after 6.
+KEEPALIVE = (60, 10, 6)
+
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
     """``HOST:PORT``, ``HOST``, ``:PORT``, ``[v6]:PORT`` -> (host, port); ValueError if malformed."""

@@ -19,6 +19,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
+from . import _net
 from .direct import DirectChatError, DirectChatManager
 from .events import (
     BroadcastReceived,
@@ -50,7 +51,7 @@ from .protocol import (
     is_unspecified,
     nick_key,
 )
-from .state import PeerTable
+from .state import ChatState, PeerTable
 
 __all__ = [
     "ChatClient",
@@ -64,9 +65,10 @@ __all__ = [
 log = logging.getLogger("p2pchat.client")
 
 DEFAULT_SERVER = ("127.0.0.1", 7777)
-CONNECT_TIMEOUT = 10.0
+SERVER_TIMEOUT = 10.0  # to connect to the server, and for it to answer REGISTER
 RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # then every 30 s
-READ_CHUNK = 1 << 16
+# Events unread by the user beyond which the sockets are read no further.
+UNREAD_EVENTS_LIMIT = 10_000
 
 
 def _server_decoder() -> Decoder:
@@ -87,6 +89,43 @@ class RegistrationError(Exception):
 
 class NotConnectedError(Exception):
     """The server connection is down (a reconnect may be under way)."""
+
+
+class EventQueue:
+    """Events for the user, in order. Never refuses one; past ``limit`` unread, ``room()``
+    makes the socket readers wait, so a user that falls behind slows its senders down
+    (the server drops it if it lags too far) instead of growing memory without end."""
+
+    def __init__(self, limit: int) -> None:
+        self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._limit = limit
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def put(self, event: ClientEvent) -> None:
+        self._queue.put_nowait(event)
+        if self._queue.qsize() >= self._limit:
+            self._room.clear()
+
+    def _taken(self) -> None:
+        if self._queue.qsize() <= self._limit // 2:
+            self._room.set()
+
+    async def get(self) -> ClientEvent:
+        event = await self._queue.get()
+        self._taken()
+        return event
+
+    def poll(self) -> ClientEvent | None:
+        try:
+            event = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        self._taken()
+        return event
+
+    async def room(self) -> None:
+        await self._room.wait()
 
 
 class ChatClient:
@@ -113,13 +152,15 @@ class ChatClient:
         self._reconnect = reconnect
         self._peers = PeerTable(nick)
         self._ignored: set[str] = set()
-        self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._events = EventQueue(UNREAD_EVENTS_LIMIT)
         self._me: Participant | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
-        self._direct = DirectChatManager(nick, self._peers, self._events.put_nowait, self._refuses)
+        self._direct = DirectChatManager(
+            nick, self._peers, self._events.put, self._refuses, room=self._events.room
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -177,10 +218,7 @@ class ChatClient:
 
     def poll_event(self) -> ClientEvent | None:
         """The next event if one is waiting, else None."""
-        try:
-            return self._events.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
+        return self._events.poll()
 
     async def events(self) -> AsyncIterator[ClientEvent]:
         while True:
@@ -224,14 +262,9 @@ class ChatClient:
         """Closes the direct chat with ``nick``; False if there was none."""
         return self._direct.close_chat(nick)
 
-    def chat_state(self, nick: str) -> str | None:
-        """'inviting', 'acked', 'connecting', 'open', or None when there is no chat."""
-        state = self._direct.state(nick)
-        return (
-            state.name.lower()
-            if state is not None and state.name not in ("CLOSED", "FAILED")
-            else None
-        )
+    def chat_state(self, nick: str) -> ChatState | None:
+        """The direct chat with ``nick`` (INVITING, ACKED, CONNECTING or OPEN), or None."""
+        return self._direct.state(nick)
 
     async def wait_pending_chats(self) -> None:
         """Waits until every direct chat being opened has opened or failed."""
@@ -251,7 +284,7 @@ class ChatClient:
 
     async def _establish(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Participant]:
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(SERVER_TIMEOUT):
                 reader, writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as error:
             why = (error.strerror or str(error)) if isinstance(error, OSError) else "timed out"
@@ -263,10 +296,12 @@ class ChatClient:
             writer.write(Register(me).encode())
             await writer.drain()
             decoder = _server_decoder()
-            async with asyncio.timeout(CONNECT_TIMEOUT):
+            async with asyncio.timeout(SERVER_TIMEOUT):
                 listing = await self._await_registration(reader, decoder)
         except (OSError, TimeoutError, RegistrationError, ConnectError) as error:
             writer.close()
+            if self._me is None:  # a first attempt binds the UDP socket: free it for the next
+                self._direct.close()
             if isinstance(error, RegistrationError | ConnectError):
                 raise
             raise ConnectError(
@@ -276,15 +311,15 @@ class ChatClient:
         self._writer = writer
         self._decoder = decoder
         self._peers.replace(listing.participants)
-        self._events.put_nowait(Registered(me))
-        self._events.put_nowait(ParticipantsListed(self.participants))
+        self._events.put(Registered(me))
+        self._events.put(ParticipantsListed(self.participants))
         return reader, writer, me
 
     async def _await_registration(
         self, reader: asyncio.StreamReader, decoder: Decoder
     ) -> ParticipantList:
         while True:
-            data = await reader.read(READ_CHUNK)
+            data = await reader.read(_net.READ_CHUNK)
             if not data:
                 raise ConnectError("the server closed the connection during registration")
             decoder.feed(data)
@@ -325,7 +360,7 @@ class ChatClient:
                 raise ConnectError(
                     f"cannot bind UDP port {self._udp_port}: {error.strerror}"
                 ) from None
-        self._direct.attach_udp(transport, bind_ip)  # type: ignore[arg-type]
+        self._direct.attach_udp(transport, ip, bind_ip)  # type: ignore[arg-type]
         return Participant(self.nick, ip, transport.get_extra_info("sockname")[1])
 
     # -- internals: the server connection -------------------------------------------
@@ -346,12 +381,12 @@ class ChatClient:
                 return
             log.info("server connection lost: %s", reason)
             if not self._reconnect:
-                self._events.put_nowait(Disconnected(reason, None))
+                self._events.put(Disconnected(reason, None))
                 return
             attempt = 0
             while True:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
-                self._events.put_nowait(Disconnected(reason, delay))
+                self._events.put(Disconnected(reason, delay))
                 await asyncio.sleep(delay)
                 attempt += 1
                 try:
@@ -375,8 +410,9 @@ class ChatClient:
                 if event is NEED_DATA:
                     break
                 self._server_event(event)
+            await self._events.room()  # a user far behind: read no further for now
             try:
-                data = await reader.read(READ_CHUNK)
+                data = await reader.read(_net.READ_CHUNK)
             except OSError as error:
                 return f"connection lost: {error}"
             if not data:
@@ -384,7 +420,7 @@ class ChatClient:
             decoder.feed(data)
 
     def _server_event(self, event: object) -> None:
-        emit = self._events.put_nowait
+        emit = self._events.put
         match event:
             case Broadcast(nick=nick, text=text):
                 key = nick_key(nick)

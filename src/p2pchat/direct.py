@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from . import _net
 from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, ClientEvent
 from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -21,6 +22,7 @@ from .protocol import (
     Chat,
     Decoder,
     Init,
+    LocalProtocolError,
     Participant,
     RemoteProtocolError,
     Role,
@@ -29,8 +31,8 @@ from .protocol import (
     nick_key,
 )
 from .state import (
-    CONNECT_TIMEOUT,
     ChatEvent,
+    ChatRole,
     ChatState,
     DirectChats,
     Handshake,
@@ -38,11 +40,11 @@ from .state import (
     PeerTable,
     TimerAction,
 )
-from .state import Role as ChatRole
 
 log = logging.getLogger("p2pchat.direct")
 
-READ_CHUNK = 1 << 16
+# A peer that takes none of our data for this long is gone or stuck: the chat ends.
+STALL_TIMEOUT = 10.0
 
 
 class DirectChatError(Exception):
@@ -71,19 +73,26 @@ class DirectSession:
     """An open direct chat: CHAT frames both ways on one TCP connection."""
 
     def __init__(
-        self, peer: Participant, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        peer: Participant,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        room: Callable[[], Awaitable[None]],
     ) -> None:
         self.peer = peer
+        self._room = room
         self._reader = reader
         self._writer = writer
         # Accept what any peer may send; we send at most our own limit.
         self._decoder = Decoder(Role.PEER, max_message_bytes=LENGTH_HARD_LIMIT)
 
-    def write(self, text: str) -> None:
-        self._writer.write(Chat(text).encode())
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
 
     async def drain(self) -> None:
-        await self._writer.drain()
+        """Waits while the peer is behind; raises TimeoutError if it takes nothing for too long."""
+        async with asyncio.timeout(STALL_TIMEOUT):
+            await self._writer.drain()
 
     def close(self) -> None:
         self._writer.close()
@@ -92,7 +101,8 @@ class DirectSession:
         """Reads CHAT frames until the connection ends; returns why it ended."""
         try:
             while True:
-                data = await self._reader.read(READ_CHUNK)
+                await self._room()
+                data = await self._reader.read(_net.READ_CHUNK)
                 if not data:
                     return f"{self.peer.nick} closed the chat"
                 self._decoder.feed(data)
@@ -134,27 +144,36 @@ class DirectChatManager:
         emit: Callable[[ClientEvent], None],
         refuses: Callable[[Participant], bool],
         *,
+        room: Callable[[], Awaitable[None]],
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._me_key = nick_key(nick)
         self._peers = peers
         self._emit = emit
         self._refuses = refuses
+        self._room = room  # waits while the user has too many unread events
         self._bind_ip: str | None = None  # None when our registered IP is not one of ours
+        self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._max = max_message_bytes
         self._chats = DirectChats(nick)
         self._links: dict[Handshake, _Link] = {}
-        self._queued: dict[str, list[str]] = {}
+        self._queued: dict[str, list[tuple[str, bytes]]] = {}  # (text, CHAT frame) by peer
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._udp: asyncio.DatagramTransport | None = None
         self._loop = asyncio.get_running_loop()
 
     # -- setup -----------------------------------------------------------------------
 
-    def attach_udp(self, transport: asyncio.DatagramTransport, bind_ip: str | None) -> None:
-        """Starts using the registered UDP socket; ``bind_ip`` is where TCP sockets bind too."""
+    def attach_udp(
+        self, transport: asyncio.DatagramTransport, registered_ip: str, bind_ip: str | None
+    ) -> None:
+        """Starts using the registered UDP socket; ``bind_ip`` is where TCP sockets bind too
+        (None when the registered address is not one of ours)."""
         self._udp = transport
         self._bind_ip = bind_ip
+        # One wildcard of the right family: a bare None would bind IPv4 and IPv6
+        # sockets on two different ports, and the INIT can name only one.
+        self._listen_host = bind_ip or ("::" if ":" in registered_ip else "0.0.0.0")
 
     def udp_protocol(self) -> asyncio.DatagramProtocol:
         return _Udp(self)
@@ -162,11 +181,9 @@ class DirectChatManager:
     # -- public API --------------------------------------------------------------
 
     def state(self, nick: str) -> ChatState | None:
+        """The chat with ``nick``: pending or open, or None when there is none."""
         hs = self._chats.get(nick)
-        return hs.state if hs is not None else None
-
-    def open_peers(self) -> list[str]:
-        return [hs.peer.nick for hs in self._chats if hs.state is ChatState.OPEN]
+        return hs.state if hs is not None and (hs.pending or hs.state is ChatState.OPEN) else None
 
     async def open(self, nick: str) -> None:
         """Opens a direct chat (or reuses the open one); raises DirectChatError on failure."""
@@ -185,17 +202,28 @@ class DirectChatManager:
 
     async def send(self, nick: str, text: str) -> None:
         """Sends a direct message, opening the chat first if needed (the text waits for it)."""
-        size = len(text.encode("utf-8", "surrogatepass"))
+        try:
+            data = Chat(text).encode()
+        except LocalProtocolError as error:
+            raise DirectChatError(str(error)) from None
+        size = len(data) - len(f"CHAT:{len(data)}:\r\n")
         if size > self._max:
             raise DirectChatError(f"message too long: {size} bytes, limit {self._max}")
         hs = self._chats.get(nick)
         if hs is not None and hs.state is ChatState.OPEN:
             session = self._links[hs].session
             assert session is not None
-            session.write(text)
-            await session.drain()
+            session.write(data)
+            try:
+                await session.drain()
+            except TimeoutError:
+                reason = f"{hs.peer.nick} took nothing for {STALL_TIMEOUT:g} s"
+                self._end(hs, reason, failed=False)
+                raise DirectChatError(f"direct chat with {hs.peer.nick} closed: {reason}") from None
+            except ConnectionError as error:
+                raise DirectChatError(f"direct chat with {hs.peer.nick} lost: {error}") from None
             return
-        self._queued.setdefault(nick_key(nick), []).append(text)
+        self._queued.setdefault(nick_key(nick), []).append((text, data))
         try:
             self._ensure(nick)
         except DirectChatError:
@@ -230,6 +258,11 @@ class DirectChatManager:
             self._udp = None
 
     def peer_left(self, participant: Participant) -> None:
+        """A participant left the server: an open chat goes on (decision 23), a pending
+        request ends, since the peer will come back, if at all, at another address."""
+        hs = self._chats.get(participant.nick)
+        if hs is not None and hs.pending:
+            self._end(hs, f"{participant.nick} left", failed=True)
         self._chats.peer_left(participant.nick)
 
     # -- opening -----------------------------------------------------------------------
@@ -254,7 +287,7 @@ class DirectChatManager:
     async def _invite(self, hs: Handshake, link: _Link) -> None:
         try:
             link.listener = await asyncio.start_server(
-                lambda r, w: self._accepted(hs, link, r, w), host=self._bind_ip, port=0
+                lambda r, w: self._accepted(hs, link, r, w), host=self._listen_host, port=0
             )
         except OSError as error:
             self._end(hs, f"cannot listen for {hs.peer.nick}: {error}", failed=True)
@@ -335,7 +368,7 @@ class DirectChatManager:
         if self._refuses(peer):
             log.info("refusing direct chat from %s", peer.nick)
             return
-        verdict = self._chats.judge_init(peer, init.secret)
+        verdict = self._chats.judge_init(peer, init.secret, self._loop.time())
         if verdict is InitVerdict.IGNORE:
             return
         assert self._udp is not None
@@ -359,14 +392,11 @@ class DirectChatManager:
 
     async def _connect(self, hs: Handshake, link: _Link, ip: str, tcp_port: int) -> None:
         local = (self._bind_ip, 0) if self._bind_ip else None
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                reader, writer = await asyncio.open_connection(ip, tcp_port, local_addr=local)
-        except (OSError, TimeoutError) as error:
+        try:  # the handshake's timer gives up on a connection that takes too long
+            reader, writer = await asyncio.open_connection(ip, tcp_port, local_addr=local)
+        except OSError as error:
             if hs.pending:
-                self._end(
-                    hs, f"could not connect to {hs.peer.nick}: {error or 'timed out'}", failed=True
-                )
+                self._end(hs, f"could not connect to {hs.peer.nick}: {error}", failed=True)
             return
         if not hs.pending:
             writer.close()
@@ -382,15 +412,21 @@ class DirectChatManager:
         if link.timer is not None:
             link.timer.cancel()
             link.timer = None
-        session = link.session = DirectSession(hs.peer, reader, writer)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            _net.set_keepalive(sock, *_net.KEEPALIVE)
+        session = link.session = DirectSession(hs.peer, reader, writer, self._room)
         peer = hs.peer.nick
-        self._emit(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
-        for text in self._queued.pop(hs.peer.key, []):
-            session.write(text)
-        self._opened(hs)
-        reason = await session.run(lambda text: self._emit(ChatReceived(peer, text)))
-        if hs.state is ChatState.OPEN:
-            self._end(hs, reason, failed=False)
+        reason = "the chat failed"
+        try:
+            self._emit(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
+            for _text, data in self._queued.pop(hs.peer.key, []):
+                session.write(data)
+            self._opened(hs)
+            reason = await session.run(lambda text: self._emit(ChatReceived(peer, text)))
+        finally:  # however the session ends, the chat ends with it
+            if hs.state is ChatState.OPEN:
+                self._end(hs, reason, failed=False)
 
     def _opened(self, hs: Handshake) -> None:
         for waiter in self._waiters.pop(hs.peer.key, []):
@@ -427,7 +463,7 @@ class DirectChatManager:
                 self._emit(ChatClosed(hs.peer.nick, reason))
             return
         if failed or not was_open:
-            unsent = tuple(self._queued.pop(hs.peer.key, []))
+            unsent = tuple(text for text, _ in self._queued.pop(hs.peer.key, []))
             if notify:
                 self._emit(ChatFailed(hs.peer.nick, reason, unsent))
             error = DirectChatError(reason)

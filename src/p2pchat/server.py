@@ -57,9 +57,9 @@ class ServerConfig:
     flood_burst: int = 200
     flood_rate: float = 50.0  # messages per second; 0 turns flood control off
     verify_ip: bool = False
-    keepalive_idle: int = 60
-    keepalive_interval: int = 10
-    keepalive_count: int = 6
+    keepalive_idle: int = _net.KEEPALIVE[0]
+    keepalive_interval: int = _net.KEEPALIVE[1]
+    keepalive_count: int = _net.KEEPALIVE[2]
     # How long a dropped client's last ERROR may take to leave before the socket is cut.
     drop_grace: float = 2.0
 

@@ -7,6 +7,7 @@ retransmission schedule and every transition are tested without sleeping.
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum, auto
@@ -121,7 +122,7 @@ class PeerTable:
 # -- direct chats: one handshake per attempt ----------------------------------------
 
 
-class Role(Enum):
+class ChatRole(Enum):
     INITIATOR = auto()  # sent the INIT, listens for the peer's connection
     RESPONDER = auto()  # answered an INIT, connects to the peer
 
@@ -187,7 +188,7 @@ class Handshake:
     """One attempt at a direct chat with one peer, from INIT to close."""
 
     peer: Participant
-    role: Role
+    role: ChatRole
     secret: str
     started: float
     state: ChatState = field(init=False)
@@ -195,7 +196,7 @@ class Handshake:
     _give_up_at: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.role is Role.INITIATOR:
+        if self.role is ChatRole.INITIATOR:
             self.state = ChatState.INVITING
             at, self._deadlines = self.started, []
             for delay in RETRY_DELAYS:
@@ -209,11 +210,11 @@ class Handshake:
 
     @classmethod
     def outgoing(cls, peer: Participant, now: float) -> Handshake:
-        return cls(peer, Role.INITIATOR, new_secret(), now)
+        return cls(peer, ChatRole.INITIATOR, new_secret(), now)
 
     @classmethod
     def incoming(cls, peer: Participant, secret: str, now: float) -> Handshake:
-        return cls(peer, Role.RESPONDER, secret, now)
+        return cls(peer, ChatRole.RESPONDER, secret, now)
 
     @property
     def pending(self) -> bool:
@@ -260,21 +261,26 @@ class InitVerdict(Enum):
 class DirectChats:
     """Every handshake and open direct chat of one client, one per peer (decision 24)."""
 
-    __slots__ = ("_by_peer", "_lost", "_me")
+    __slots__ = ("_answered", "_by_peer", "_lost", "_me")
+
+    # Secrets remembered per peer: enough for every retransmission in flight.
+    REMEMBERED_SECRETS: Final = 8
 
     def __init__(self, my_nick: str) -> None:
         self._me = nick_key(my_nick)
         self._by_peer: dict[str, Handshake] = {}
         # Secrets of INITs that lost a crossing, so a late retransmission of
         # one does not replace the chat that won (decision 24).
-        self._lost: dict[str, set[str]] = {}
+        self._lost: dict[str, deque[str]] = {}
+        # Secrets of INITs we answered, so a late repeat opens nothing (decision 21).
+        self._answered: dict[str, deque[str]] = {}
 
     def get(self, nick: str) -> Handshake | None:
         return self._by_peer.get(nick_key(nick))
 
     def by_secret(self, secret: str) -> Handshake | None:
         for hs in self._by_peer.values():
-            if hs.secret == secret and hs.role is Role.INITIATOR:
+            if hs.secret == secret and hs.role is ChatRole.INITIATOR:
                 return hs
         return None
 
@@ -286,17 +292,27 @@ class DirectChats:
         self._by_peer[peer.key] = hs
         return hs
 
-    def judge_init(self, peer: Participant, secret: str) -> InitVerdict:
+    def _remember(self, book: dict[str, deque[str]], peer: Participant, secret: str) -> None:
+        book.setdefault(peer.key, deque(maxlen=self.REMEMBERED_SECRETS)).append(secret)
+
+    def judge_init(self, peer: Participant, secret: str, now: float) -> InitVerdict:
         current = self._by_peer.get(peer.key)
         if secret in self._lost.get(peer.key, ()):
             return InitVerdict.IGNORE
+        if secret in self._answered.get(peer.key, ()):
+            return InitVerdict.ACK_AGAIN
         if current is None or not (current.pending or current.state is ChatState.OPEN):
             return InitVerdict.ACCEPT
-        if current.secret == secret:
-            return InitVerdict.ACK_AGAIN if current.role is Role.RESPONDER else InitVerdict.IGNORE
-        if current.role is Role.INITIATOR and current.pending and self._me < peer.key:
-            # Crossed INITs: the nickname that sorts first wins.
-            self._lost.setdefault(peer.key, set()).add(secret)
+        if current.secret == secret:  # our own secret sent back: nonsense
+            return InitVerdict.IGNORE
+        # Crossed INITs: the nickname that sorts first wins. The losing INIT can
+        # also arrive after our chat opened, if it was delayed: for as long as
+        # INITs are resent, ours still wins.
+        crossing = current.role is ChatRole.INITIATOR and (
+            current.pending or now - current.started < ANSWER_TIMEOUT
+        )
+        if crossing and self._me < peer.key:
+            self._remember(self._lost, peer, secret)
             return InitVerdict.IGNORE
         return InitVerdict.ACCEPT
 
@@ -309,10 +325,13 @@ class DirectChats:
             replaced = None
         hs = Handshake.incoming(peer, secret, now)
         self._by_peer[peer.key] = hs
+        self._remember(self._answered, peer, secret)
         return hs, replaced
 
     def peer_left(self, nick: str) -> None:
-        self._lost.pop(nick_key(nick), None)
+        key = nick_key(nick)
+        self._lost.pop(key, None)
+        self._answered.pop(key, None)
 
     def forget(self, hs: Handshake) -> None:
         """Drops a handshake that ended, unless a newer one took its place."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -172,3 +173,21 @@ async def test_d14_large_broadcast_allowed_by_the_server_reaches_clients(
     text = "é" * 50_000  # 100,000 bytes
     await bob.broadcast(text)
     assert (await wait_event(alice, BroadcastReceived)).text == text
+
+
+async def test_connect_can_be_retried_with_a_fixed_udp_port(server: ChatServer) -> None:
+    """A refused registration frees the UDP socket it bound, so trying again works."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp_port = probe.getsockname()[1]
+    holder = await joined(server.port, "carol")
+    client = ChatClient("carol", "127.0.0.1", server.port, udp_port=udp_port)
+    with pytest.raises(RegistrationError):
+        await client.connect()
+    await holder.close()
+    async with asyncio.timeout(5):
+        while "carol" in [p.nick for p in server.registry.participants()]:
+            await asyncio.sleep(0.01)
+    me = await client.connect()
+    assert me.udp_port == udp_port
+    await client.close()

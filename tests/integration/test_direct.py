@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
+from p2pchat import direct
 from p2pchat.client import ChatClient, DirectChatError
 from p2pchat.events import (
     ChatClosed,
@@ -19,6 +21,7 @@ from p2pchat.events import (
 )
 from p2pchat.protocol import Ack, Chat, Init
 from p2pchat.server import ChatServer
+from p2pchat.state import ChatState
 
 from ._support import RawPeer, joined, listen, loopback_v6_available, wait_event
 
@@ -139,7 +142,7 @@ async def test_d20_ack_stops_the_retransmission(alice: ChatClient, bob: RawPeer)
     assert isinstance(init, Init)
     bob.send(Ack(init.secret), source)
     await asyncio.sleep(0)
-    assert alice.chat_state("bob") in ("inviting", "acked")
+    assert alice.chat_state("bob") in (ChatState.INVITING, ChatState.ACKED)
     _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
     await wait_event(alice, ChatOpened)
     # Nothing more after the ACK: drain what was already in flight, then silence.
@@ -212,7 +215,7 @@ async def test_d22_listener_takes_only_the_peer_and_only_once(
         "127.0.0.1", init.tcp_port, local_addr=("127.0.0.2", 0)
     )
     assert await asyncio.wait_for(r_wrong.read(), 3) == b""  # closed on us
-    assert alice.chat_state("bob") == "inviting"
+    assert alice.chat_state("bob") is ChatState.INVITING
     _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
     await wait_event(alice, ChatOpened)
     with pytest.raises(OSError):
@@ -274,7 +277,7 @@ async def test_d24_crossing_inits_open_one_chat(pair: tuple[ChatClient, ChatClie
     # Exactly one chat stays open on each side, and it keeps working.
     await alice.send_chat("bob", "still one chat")
     assert (await wait_event(bob, ChatReceived)).text == "still one chat"
-    assert alice.chat_state("bob") == "open" and bob.chat_state("alice") == "open"
+    assert alice.chat_state("bob") is bob.chat_state("alice") is ChatState.OPEN
 
 
 @pytest.mark.parametrize("how", ["no_direct", "ignore"])
@@ -332,3 +335,98 @@ async def test_d6_direct_chat_over_ipv6(start_server) -> None:
         await bob.close()
     finally:
         await server.close()
+
+
+async def test_a_peer_that_stops_reading_ends_the_chat_not_the_client(
+    alice: ChatClient, bob: RawPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A direct peer that takes nothing can hold a sender up for STALL_TIMEOUT at most;
+    then the chat closes with a reason and the client carries on."""
+    monkeypatch.setattr(direct, "STALL_TIMEOUT", 0.5)
+    alice.start_chat("bob")
+    init, _ = await bob.datagram()
+    assert isinstance(init, Init)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", init.tcp_port))
+    await wait_event(alice, ChatOpened)
+    with pytest.raises(DirectChatError, match=r"took nothing for 0\.5 s"):
+        for _ in range(500):  # bounded: the kernel buffers fill long before
+            await alice.send_chat("bob", "x" * 60_000)
+    closed = await wait_event(alice, ChatClosed)
+    assert closed.reason == "bob took nothing for 0.5 s"
+    assert alice.chat_state("bob") is None
+    sock.close()
+
+
+async def test_text_that_cannot_be_encoded_is_refused_at_once(
+    pair: tuple[ChatClient, ChatClient],
+) -> None:
+    """A lone surrogate cannot travel as UTF-8: refused when sent, nothing queued."""
+    alice, bob = pair
+    with pytest.raises(DirectChatError, match="lone surrogate"):
+        await alice.send_chat("bob", "bad \ud800 text")
+    assert alice.chat_state("bob") is None
+    await alice.send_chat("bob", "good text")
+    assert (await wait_event(bob, ChatReceived)).text == "good text"
+
+
+async def test_d21_a_repeat_after_the_chat_ended_opens_no_connection(
+    alice: ChatClient, bob: RawPeer
+) -> None:
+    """Decision 21: a late copy of an INIT whose chat has already ended is ACKed again,
+    and opens nothing."""
+    listener, accepted = await listen()
+    try:
+        assert alice.me is not None
+        port = listener.sockets[0].getsockname()[1]
+        bob.send(Init("once", port), alice.me.udp_address)
+        assert (await bob.datagram())[0] == Ack("once")
+        async with asyncio.timeout(5):
+            _, writer = await accepted.get()
+        await wait_event(alice, ChatOpened)
+        writer.close()
+        await wait_event(alice, ChatClosed)
+        bob.send(Init("once", port), alice.me.udp_address)
+        assert (await bob.datagram())[0] == Ack("once")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await accepted.get()
+        assert alice.chat_state("bob") is None
+    finally:
+        listener.close()
+
+
+async def test_a_pending_request_ends_when_the_peer_leaves(alice: ChatClient, bob: RawPeer) -> None:
+    """Asking someone who then leaves the server fails at once, with the reason, instead
+    of resending to an address nobody holds for the full five seconds."""
+    await alice.send_chat("bob", "are you there?")
+    assert isinstance((await bob.datagram())[0], Init)
+    loop = asyncio.get_running_loop()
+    left_at = loop.time()
+    assert bob.tcp is not None
+    bob.tcp.close()
+    failed = await wait_event(alice, ChatFailed)
+    assert failed.reason == "bob left" and failed.unsent == ("are you there?",)
+    assert loop.time() - left_at < 2.0
+
+
+async def test_listener_uses_one_family_when_the_advertised_ip_is_not_ours(
+    server: ChatServer, bob: RawPeer
+) -> None:
+    """With --ip naming an address that is not local (e.g. behind NAT), the UDP socket and
+    the listener bind to a wildcard of that address's family: the port in the INIT is
+    the one an IPv4 peer can connect to."""
+    alice = ChatClient("alice", "127.0.0.1", server.port, ip="192.0.2.99")
+    await alice.connect()
+    try:
+        assert alice.me is not None and alice.me.ip == "192.0.2.99"
+        alice.start_chat("bob")
+        init, _ = await bob.datagram()
+        assert isinstance(init, Init)
+        _, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+        assert (await wait_event(alice, ChatOpened)).peer == "bob"
+        writer.close()
+    finally:
+        await alice.close()

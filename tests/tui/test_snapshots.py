@@ -18,6 +18,7 @@ from p2pchat.events import (
     Registered,
 )
 from p2pchat.protocol import Participant, nick_key
+from p2pchat.state import ChatState
 from p2pchat.tui import ChatApp
 
 ALICE = Participant("alice", "192.0.2.10", 40001)
@@ -28,13 +29,13 @@ CAROL = Participant("carol", "192.0.2.12", 40003)
 class ScriptedClient:
     """Stands in for ChatClient: plays its events, then waits; sends nothing anywhere."""
 
-    def __init__(self, script: list[ClientEvent], chats: dict[str, str]) -> None:
+    def __init__(self, script: list[ClientEvent], chats: dict[str, ChatState]) -> None:
         self.nick = "alice"
         self.participants = (ALICE, BOB, CAROL)
         self._script = script
         self._chats = chats
 
-    def chat_state(self, nick: str) -> str | None:
+    def chat_state(self, nick: str) -> ChatState | None:
         return self._chats.get(nick_key(nick))
 
     async def events(self) -> AsyncIterator[ClientEvent]:
@@ -56,7 +57,7 @@ SCRIPT: list[ClientEvent] = [
 
 
 def make_app() -> ChatApp:
-    client = ScriptedClient(SCRIPT, {"bob": "open"})
+    client = ScriptedClient(SCRIPT, {"bob": ChatState.OPEN})
     return ChatApp(client, server="192.0.2.1:7777", clock=lambda: "12:00:00")  # type: ignore[arg-type]
 
 

@@ -30,10 +30,16 @@ from p2pchat.state import (
     PeerTable,
     RegistrationRefused,
     Registry,
-    Role,
     TimerAction,
     new_secret,
 )
+from p2pchat.state import (
+    ChatRole as Role,
+)
+
+# When judge_init is asked in these tests: long after every handshake started,
+# so that only the state of a handshake matters, not its age.
+LATER = 1000.0
 
 ALICE = Participant("alice", "192.0.2.1", 5000)
 BOB = Participant("bob", "192.0.2.2", 5001)
@@ -710,7 +716,7 @@ def test_outgoing_handshakes_get_fresh_secrets() -> None:
 
 def test_init_with_no_chat_is_accepted() -> None:
     chats = DirectChats("alice")
-    assert chats.judge_init(BOB, "s1") is InitVerdict.ACCEPT
+    assert chats.judge_init(BOB, "s1", LATER) is InitVerdict.ACCEPT
     hs, replaced = chats.accept(BOB, "s1", 10.0)
     assert replaced is None
     assert (hs.role, hs.state, hs.secret, hs.peer, hs.started) == (
@@ -731,8 +737,8 @@ def test_repeat_of_an_answered_init_is_acked_again(opened: bool) -> None:
     hs, _ = chats.accept(BOB, "s1", 10.0)
     if opened:
         hs.handle(E.CONNECTED, 10.5)
-    assert chats.judge_init(BOB, "s1") is InitVerdict.ACK_AGAIN
-    assert chats.judge_init(BOB, "s1") is InitVerdict.ACK_AGAIN
+    assert chats.judge_init(BOB, "s1", LATER) is InitVerdict.ACK_AGAIN
+    assert chats.judge_init(BOB, "s1", LATER) is InitVerdict.ACK_AGAIN
     assert chats.get("bob") is hs
 
 
@@ -742,13 +748,13 @@ def test_crossing_inits_our_nick_first_ignores_theirs(acked: bool) -> None:
     ours = chats.start(BOB, 10.0)
     if acked:  # Bob's ACK for our INIT may come before his INIT
         ours.handle(E.ACK, 10.1)
-    assert chats.judge_init(BOB, "theirs") is InitVerdict.IGNORE
-    assert chats.judge_init(BOB, "theirs") is InitVerdict.IGNORE  # a retransmission
+    assert chats.judge_init(BOB, "theirs", LATER) is InitVerdict.IGNORE
+    assert chats.judge_init(BOB, "theirs", LATER) is InitVerdict.IGNORE  # a retransmission
     assert chats.get("bob") is ours
     # Our chat opens; a late retransmission of the INIT that lost still must not
     # replace it (it is not a fresh INIT from a restarted peer).
     ours.handle(E.CONNECTED, 10.2)
-    assert chats.judge_init(BOB, "theirs") is InitVerdict.IGNORE
+    assert chats.judge_init(BOB, "theirs", LATER) is InitVerdict.IGNORE
     assert chats.get("bob") is ours
     assert ours.state is S.OPEN
 
@@ -756,20 +762,20 @@ def test_crossing_inits_our_nick_first_ignores_theirs(acked: bool) -> None:
 def test_crossing_lost_secret_stays_ignored_until_the_peer_leaves() -> None:
     chats = DirectChats("alice")
     ours = chats.start(BOB, 10.0)
-    assert chats.judge_init(BOB, "theirs") is InitVerdict.IGNORE
+    assert chats.judge_init(BOB, "theirs", LATER) is InitVerdict.IGNORE
     ours.handle(E.CONNECTED, 10.2)
     ours.handle(E.CLOSE, 11.0)
     chats.forget(ours)
     assert chats.get("bob") is None
-    assert chats.judge_init(BOB, "theirs") is InitVerdict.IGNORE
+    assert chats.judge_init(BOB, "theirs", LATER) is InitVerdict.IGNORE
     chats.peer_left("BOB")  # casefolded
-    assert chats.judge_init(BOB, "theirs") is InitVerdict.ACCEPT
+    assert chats.judge_init(BOB, "theirs", LATER) is InitVerdict.ACCEPT
 
 
 def test_crossing_inits_peer_nick_first_accepts_and_replaces_ours() -> None:
     chats = DirectChats("bob")  # 'alice' < 'bob': Alice's INIT wins
     ours = chats.start(ALICE, 10.0)
-    assert chats.judge_init(ALICE, "theirs") is InitVerdict.ACCEPT
+    assert chats.judge_init(ALICE, "theirs", LATER) is InitVerdict.ACCEPT
     hs, replaced = chats.accept(ALICE, "theirs", 10.1)
     assert replaced is ours
     assert chats.get("alice") is hs
@@ -777,7 +783,7 @@ def test_crossing_inits_peer_nick_first_accepts_and_replaces_ours() -> None:
     # Our own INIT's secret no longer names a handshake: its ACK will be ignored.
     assert chats.by_secret(ours.secret) is None
     # Alice's retransmissions of the winning INIT are acknowledged again.
-    assert chats.judge_init(ALICE, "theirs") is InitVerdict.ACK_AGAIN
+    assert chats.judge_init(ALICE, "theirs", LATER) is InitVerdict.ACK_AGAIN
 
 
 @pytest.mark.parametrize(
@@ -797,7 +803,7 @@ def test_crossing_inits_compare_casefolded(me: str, peer_nick: str, verdict: Ini
     peer = Participant(peer_nick, "192.0.2.50", 5050)
     chats = DirectChats(me)
     chats.start(peer, 0.0)
-    assert chats.judge_init(peer, "theirs") is verdict
+    assert chats.judge_init(peer, "theirs", LATER) is verdict
 
 
 _NICKS = st.text(
@@ -816,8 +822,8 @@ def test_crossing_inits_exactly_one_side_wins(nick_a: str, nick_b: str) -> None:
     init_a = chats_a.start(b, 0.0)
     init_b = chats_b.start(a, 0.0)
     # Each side gets the other's INIT while its own is pending.
-    verdict_at_b = chats_b.judge_init(a, init_a.secret)
-    verdict_at_a = chats_a.judge_init(b, init_b.secret)
+    verdict_at_b = chats_b.judge_init(a, init_a.secret, LATER)
+    verdict_at_a = chats_a.judge_init(b, init_b.secret, LATER)
     assert {verdict_at_a, verdict_at_b} == {InitVerdict.ACCEPT, InitVerdict.IGNORE}
     a_wins = nick_a.casefold() < nick_b.casefold()
     assert (verdict_at_b is InitVerdict.ACCEPT) is a_wins
@@ -833,7 +839,7 @@ def test_fresh_init_replaces_an_open_chat(role: Role) -> None:
     old.handle(E.CONNECTED, 10.5)
     assert old.state is S.OPEN
     # A new Secret: Bob likely restarted (decision 24), whoever sorts first.
-    assert chats.judge_init(BOB, "fresh") is InitVerdict.ACCEPT
+    assert chats.judge_init(BOB, "fresh", LATER) is InitVerdict.ACCEPT
     hs, replaced = chats.accept(BOB, "fresh", 20.0)
     assert replaced is old
     assert chats.get("bob") is hs
@@ -843,7 +849,7 @@ def test_fresh_init_replaces_an_open_chat(role: Role) -> None:
 def test_fresh_init_replaces_a_pending_incoming_handshake() -> None:
     chats = DirectChats("alice")
     old, _ = chats.accept(BOB, "old", 10.0)
-    assert chats.judge_init(BOB, "fresh") is InitVerdict.ACCEPT
+    assert chats.judge_init(BOB, "fresh", LATER) is InitVerdict.ACCEPT
     hs, replaced = chats.accept(BOB, "fresh", 11.0)
     assert replaced is old
     assert chats.get("bob") is hs
@@ -854,7 +860,7 @@ def test_an_ended_handshake_is_not_replaced(end: ChatEvent) -> None:
     chats = DirectChats("alice")
     old = chats.start(BOB, 10.0)
     old.handle(end, 11.0)
-    assert chats.judge_init(BOB, "fresh") is InitVerdict.ACCEPT
+    assert chats.judge_init(BOB, "fresh", LATER) is InitVerdict.ACCEPT
     hs, replaced = chats.accept(BOB, "fresh", 12.0)
     assert replaced is None
     assert chats.get("bob") is hs
@@ -863,7 +869,7 @@ def test_an_ended_handshake_is_not_replaced(end: ChatEvent) -> None:
 def test_inits_from_other_peers_are_independent() -> None:
     chats = DirectChats("alice")
     with_bob = chats.start(BOB, 0.0)
-    assert chats.judge_init(CAROL, "c1") is InitVerdict.ACCEPT
+    assert chats.judge_init(CAROL, "c1", LATER) is InitVerdict.ACCEPT
     hs, replaced = chats.accept(CAROL, "c1", 0.1)
     assert replaced is None
     assert chats.get("bob") is with_bob
@@ -910,8 +916,8 @@ def test_peer_left_only_clears_that_peers_lost_secrets() -> None:
     chats = DirectChats("alice")
     chats.start(BOB, 0.0)
     chats.start(CAROL, 0.0)
-    assert chats.judge_init(BOB, "b") is InitVerdict.IGNORE
-    assert chats.judge_init(CAROL, "c") is InitVerdict.IGNORE
+    assert chats.judge_init(BOB, "b", LATER) is InitVerdict.IGNORE
+    assert chats.judge_init(CAROL, "c", LATER) is InitVerdict.IGNORE
     chats.peer_left("bob")
     chats.peer_left("nobody")  # unknown: harmless
     # Bob's handshake is still there and pending: a fresh crossing INIT loses again,
@@ -920,9 +926,41 @@ def test_peer_left_only_clears_that_peers_lost_secrets() -> None:
     assert bob_hs is not None
     bob_hs.handle(E.CLOSE, 1.0)
     chats.forget(bob_hs)
-    assert chats.judge_init(BOB, "b") is InitVerdict.ACCEPT
+    assert chats.judge_init(BOB, "b", LATER) is InitVerdict.ACCEPT
     carol_hs = chats.get("carol")
     assert carol_hs is not None
     carol_hs.handle(E.CLOSE, 1.0)
     chats.forget(carol_hs)
-    assert chats.judge_init(CAROL, "c") is InitVerdict.IGNORE
+    assert chats.judge_init(CAROL, "c", LATER) is InitVerdict.IGNORE
+
+
+def test_d21_a_repeat_after_the_chat_ended_opens_nothing() -> None:
+    """Decision 21: a late copy of an answered INIT is ACKed again, even once that chat
+    has ended and been forgotten; it never opens a second connection."""
+    chats = DirectChats("alice")
+    hs, _ = chats.accept(BOB, "s1", 10.0)
+    hs.handle(ChatEvent.CONNECTED, 10.1)
+    hs.handle(ChatEvent.CLOSE, 11.0)
+    chats.forget(hs)
+    assert chats.judge_init(BOB, "s1", 11.5) is InitVerdict.ACK_AGAIN
+    assert chats.judge_init(BOB, "s2", 11.5) is InitVerdict.ACCEPT
+
+
+def test_d24_a_delayed_losing_init_does_not_replace_the_chat_that_won() -> None:
+    """Decision 24: we (alice) won a crossing and our chat opened; a delayed copy of bob's
+    losing INIT arrives while INITs are still being resent: ignored. Later, a fresh INIT
+    from bob means he restarted, and replaces the chat."""
+    chats = DirectChats("alice")
+    ours = chats.start(BOB, 10.0)
+    ours.handle(ChatEvent.CONNECTED, 10.2)
+    assert chats.judge_init(BOB, "delayed", 12.0) is InitVerdict.IGNORE
+    assert chats.judge_init(BOB, "delayed", 30.0) is InitVerdict.IGNORE  # stays lost
+    assert chats.judge_init(BOB, "restarted", 30.0) is InitVerdict.ACCEPT
+
+
+def test_remembered_secrets_are_bounded() -> None:
+    chats = DirectChats("alice")
+    chats.start(BOB, 0.0)
+    for i in range(100):
+        assert chats.judge_init(BOB, f"lost-{i}", 1.0) is InitVerdict.IGNORE
+    assert len(chats._lost[BOB.key]) == DirectChats.REMEMBERED_SECRETS  # not 100

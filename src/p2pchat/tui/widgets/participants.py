@@ -7,14 +7,15 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ...protocol import Participant, nick_key
+from ...state import ChatState
 from ...textsafe import printable
 from .conversation import nick_colour
 
 _STATE_MARKS = {
-    "open": ("⇄", "bold green"),
-    "inviting": ("…", "yellow"),
-    "acked": ("…", "yellow"),
-    "connecting": ("…", "yellow"),
+    ChatState.OPEN: ("⇄", "bold green"),
+    ChatState.INVITING: ("…", "yellow"),
+    ChatState.ACKED: ("…", "yellow"),
+    ChatState.CONNECTING: ("…", "yellow"),
 }
 
 
@@ -22,14 +23,14 @@ class ParticipantList(OptionList):
     """Enter or a click on a participant opens (or focuses) a direct chat with them."""
 
     def show(
-        self, participants: tuple[Participant, ...], me: str, chat_states: dict[str, str]
+        self, participants: tuple[Participant, ...], me: str, chat_states: dict[str, ChatState]
     ) -> None:
         highlighted = self.highlighted_option.id if self.highlighted_option is not None else None
         self.clear_options()
         options = []
         for p in participants:
             label = Text()
-            mark, style = _STATE_MARKS.get(chat_states.get(p.key, ""), (" ", ""))
+            mark, style = _STATE_MARKS.get(chat_states.get(p.key), (" ", ""))
             label.append(f"{mark} ", style=style)
             label.append(printable(p.nick), style=f"bold {nick_colour(p.nick)}")
             if p.key == nick_key(me):
