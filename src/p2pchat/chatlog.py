@@ -8,9 +8,11 @@ per message, join, leave and chat event. Text from others is escaped, so
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
@@ -37,9 +39,20 @@ log = logging.getLogger("p2pchat.chatlog")
 _UNSAFE_IN_NAME = re.compile(r"[^\w.@+-]|^\.")
 
 
+# File names stay well under the usual 255-byte limit; a longer one is cut and
+# given a digest of the whole, so that different names stay different files.
+_NAME_MAX_BYTES = 120
+# Open log files kept at once; peers who come and go do not use up descriptors.
+_OPEN_FILES = 16
+
+
 def file_name(name: str) -> str:
     """A name made safe as one path component: no '/', no leading '.', nothing odd."""
-    return _UNSAFE_IN_NAME.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+    safe = _UNSAFE_IN_NAME.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), name)
+    if len(safe.encode()) <= _NAME_MAX_BYTES:
+        return safe
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return safe.encode()[: _NAME_MAX_BYTES - 17].decode(errors="ignore") + "-" + digest
 
 
 class ChatLog:
@@ -53,7 +66,8 @@ class ChatLog:
     ) -> None:
         self._root = directory / file_name(server)
         self._clock = clock
-        self._files: dict[str, TextIO] = {}
+        self._files: OrderedDict[str, TextIO] = OrderedDict()  # least recently used first
+        self._started: set[str] = set()
         self._me = ""
         self._broken = False
 
@@ -73,7 +87,13 @@ class ChatLog:
                 path = self._path(peer)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 f = self._files[key] = path.open("a", encoding="utf-8", buffering=1)
-                f.write(time.strftime("--- log opened %a %b %d %H:%M:%S %Y\n", self._clock()))
+                if key not in self._started:  # once per conversation per session
+                    self._started.add(key)
+                    f.write(time.strftime("--- log opened %a %b %d %H:%M:%S %Y\n", self._clock()))
+                if len(self._files) > _OPEN_FILES:
+                    self._files.popitem(last=False)[1].close()
+            else:
+                self._files.move_to_end(key)
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', self._clock())} {text}\n")
         except OSError as error:
             log.warning("conversation logs disabled: %s", error)

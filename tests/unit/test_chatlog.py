@@ -86,3 +86,23 @@ def test_an_unwritable_directory_disables_logging_without_failing(tmp_path: Path
     log.event(BroadcastReceived("bob", "hi"))  # must not raise
     log.sent("still fine", None)
     log.close()
+
+
+def test_long_nicknames_and_many_peers_stay_within_limits(tmp_path: Path) -> None:
+    """A 32-character nickname of non-word characters escapes to a name too long for most
+    file systems: it is cut, with a digest. Fifty peers do not keep fifty files open."""
+    log = make_log(tmp_path)
+    long_a, long_b = "☃" * 32, "☃" * 31 + "★"
+    log.event(ChatReceived(long_a, "snow"))
+    log.event(ChatReceived(long_b, "star"))
+    for i in range(50):
+        log.event(ChatReceived(f"peer{i}", "hi"))
+    log.event(ChatReceived("peer0", "again"))
+    assert len(log._files) <= 16
+    log.close()
+    direct = tmp_path / "127.0.0.1%3A7777" / "direct"
+    names = [p.name for p in direct.iterdir()]
+    assert all(len(n.encode()) <= 124 for n in names)
+    assert len({n for n in names if n.startswith("%E2")}) == 2  # still two different files
+    assert (direct / "peer0.log").read_text().count("--- log opened") == 1
+    assert (direct / "peer0.log").read_text().splitlines()[-1].endswith("<peer0> again")

@@ -8,7 +8,6 @@ streams past instead of being buffered.
 
 from __future__ import annotations
 
-import codecs
 import re
 from enum import Enum
 from typing import Final, Literal
@@ -75,6 +74,8 @@ _EXPECTED: Final = {
     Role.PEER: frozenset({b"CHAT"}),
 }
 _ALL_COMMANDS: Final = frozenset(_FORMATS) | {b"LIST"}
+# Every byte value but the UTF-8 continuation bytes 0x80-0xBF.
+_NOT_CONTINUATION: Final = bytes(b for b in range(256) if not 0x80 <= b < 0xC0)
 
 
 def _show(raw: bytes, limit: int = 40) -> str:
@@ -89,6 +90,7 @@ class Decoder:
     __slots__ = (
         "_broken",
         "_buf",
+        "_counted",
         "_eol_due",
         "_expected",
         "_max_line",
@@ -116,6 +118,8 @@ class Decoder:
         self._skip = 0  # bytes of an oversized payload still to discard
         self._eol_due = False  # a line end must follow the skipped payload
         self._broken: RemoteProtocolError | None = None
+        # Progress of a character count over the message at the front: (scanned to, code points).
+        self._counted: tuple[int, int] | None = None
 
     @property
     def buffered(self) -> int:
@@ -153,6 +157,7 @@ class Decoder:
     def _discard(self) -> None:
         n = min(self._skip, len(self._buf))
         del self._buf[:n]
+        self._counted = None
         self._skip -= n
 
     def _next(self) -> Message | Literal[NeedData.NEED_DATA]:
@@ -168,6 +173,7 @@ class Decoder:
             if eol < 0:
                 raise self._fatal("no line end after the skipped message")
             del buf[:eol]
+            self._counted = None
             self._eol_due = False
         limit = self._max_line + 2  # room for the CRLF
         while buf:
@@ -184,6 +190,7 @@ class Decoder:
                 return NEED_DATA
             line = bytes(buf[:lf])
             del buf[: lf + 1]
+            self._counted = None
             if line.endswith(b"\r"):
                 line = line[:-1]
             if line:  # blank lines (an extra Enter in netcat) are ignored
@@ -214,6 +221,7 @@ class Decoder:
             if at < 0 or 0 <= lf < at:
                 if lf >= 0:  # the line ended before the Length: a short, well-framed line
                     del buf[: lf + 1]
+                    self._counted = None
                     raise RemoteProtocolError(
                         f"malformed {command.decode()}: expected {_FORMATS[command]}"
                     )
@@ -233,6 +241,7 @@ class Decoder:
         start = fields_end[-1] + 1
         if length > self._max_message:
             del buf[:start]
+            self._counted = None
             self._skip = length
             self._eol_due = True
             self._discard()
@@ -258,6 +267,7 @@ class Decoder:
         header = bytes(buf[colon + 1 : length_at - 1]) if before_length else b""
         payload = bytes(buf[start:end])
         del buf[:after]
+        self._counted = None
         if command not in self._expected:
             raise RemoteProtocolError(f"{command.decode()} is not expected here")
         try:
@@ -273,12 +283,28 @@ class Decoder:
             raise RemoteProtocolError(str(error)) from None
 
     def _char_count_end(self, start: int, chars: int) -> int | None:
-        """Where ``chars`` code points from ``start`` end: -1 if they cannot, None if unknown yet."""
-        window = bytes(self._buf[start : start + 4 * chars])
-        text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(window, final=False)
-        if len(text) < chars:
-            return -1 if len(window) >= 4 * chars else None
-        return start + len(text[:chars].encode("utf-8", "surrogateescape"))
+        """Where ``chars`` code points from ``start`` end: -1 if they cannot, None if unknown yet.
+
+        A code point ends where the next lead (non-continuation) byte starts; the
+        line end after the message is one. Counted incrementally, so a message fed
+        in tiny pieces costs each byte one look, not one per piece.
+        """
+        buf = self._buf
+        pos, seen = self._counted or (start, 0)
+        limit = start + 4 * chars + 1  # a code point has at most 4 bytes
+        stop = min(len(buf), limit)
+        if pos < stop:
+            chunk = bytes(buf[pos:stop])
+            leads = len(chunk) - len(chunk.translate(None, _NOT_CONTINUATION))
+            if seen + leads > chars:  # the lead byte after the last code point is here
+                for i, byte in enumerate(chunk):
+                    if not 0x80 <= byte < 0xC0:
+                        if seen == chars:
+                            return pos + i
+                        seen += 1
+            pos, seen = stop, seen + leads
+            self._counted = (pos, seen)
+        return -1 if pos >= limit else None
 
     def _line(self, line: bytes) -> Message:
         command, _, _ = line.partition(b":")
