@@ -232,6 +232,7 @@ class ChatServer:
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._shutting_down = False
+        self._all_closed = asyncio.Event()  # set when the last connection has gone
         self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
 
     # -- lifecycle ---------------------------------------------------------------
@@ -266,13 +267,12 @@ class ChatServer:
             return
         self._shutting_down = True
         self._server.close()
-        conns = list(self._connections)
-        for conn in conns:
+        self._all_closed.clear()
+        for conn in list(self._connections):
             conn.close(reason)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self._connections and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        if self._connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_closed.wait(), timeout)
         for conn in list(self._connections):
             if conn.transport is not None:
                 conn.transport.abort()
@@ -305,6 +305,8 @@ class ChatServer:
 
     def _connection_lost(self, conn: _Connection, exc: Exception | None) -> None:
         self._connections.discard(conn)
+        if not self._connections:
+            self._all_closed.set()
         conn.closing = True
         reason = "connection closed" if exc is None else f"connection lost: {exc}"
         self._leave(conn, reason)

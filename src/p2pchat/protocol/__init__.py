@@ -20,8 +20,6 @@ from ._events import (
     Action,
     Broadcast,
     Chat,
-    ClientBound,
-    Datagram,
     Error,
     Init,
     ListRequest,
@@ -29,7 +27,6 @@ from ._events import (
     Participant,
     ParticipantList,
     Register,
-    ServerBound,
     Update,
 )
 from ._fields import canonical_ip, check_nick, check_secret, is_unspecified, nick_key, wire_ip
@@ -44,8 +41,6 @@ __all__ = [
     "Action",
     "Broadcast",
     "Chat",
-    "ClientBound",
-    "Datagram",
     "Decoder",
     "Error",
     "Init",
@@ -59,7 +54,6 @@ __all__ = [
     "Register",
     "RemoteProtocolError",
     "Role",
-    "ServerBound",
     "Update",
     "canonical_ip",
     "check_nick",

@@ -165,7 +165,4 @@ class Chat:
         return _framed(b"CHAT:", self.text)
 
 
-ServerBound = Register | Broadcast | ListRequest
-ClientBound = ParticipantList | Update | Broadcast | Error
-Datagram = Init | Ack
 Message = Register | Broadcast | ListRequest | ParticipantList | Update | Error | Init | Ack | Chat
