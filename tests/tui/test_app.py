@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from textual.events import Key
 from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
@@ -238,3 +239,14 @@ async def test_quit_exits_with_status_0(alice: ChatApp) -> None:
         await pilot.press(*"/quit", "enter")
         await pilot.pause()
     assert alice.return_code == 0
+
+
+async def test_completion_keeps_up_with_fast_typing(alice: ChatApp, bob: ChatClient) -> None:
+    """Tab completes the word before it even when the keys after it arrive in the same
+    read (a fast typist, or keys pasted): they are handled in order."""
+    async with alice.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: "bob" in people(alice))
+        box = alice.query_one(CommandInput)
+        for key in (*"hi b", "tab", *"there"):  # posted at once, processed in order
+            box.post_message(Key(key, key if len(key) == 1 else None))
+        await until(pilot, lambda: box.value == "hi bob there")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from textual.binding import Binding
+from textual import events
 from textual.widgets import Input
 
 from ...commands import COMMAND_NAMES
@@ -12,12 +12,6 @@ from ...commands import COMMAND_NAMES
 
 class CommandInput(Input):
     """An Input that remembers what was sent and completes names with Tab."""
-
-    BINDINGS = [  # noqa: RUF012 (Textual reads this class attribute)
-        Binding("up", "history(-1)", "Previous line", show=False),
-        Binding("down", "history(1)", "Next line", show=False),
-        Binding("tab", "complete", "Complete", show=False),
-    ]
 
     def __init__(self, nicknames: Callable[[], list[str]], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -28,6 +22,20 @@ class CommandInput(Input):
         # candidates, which one is shown, and the text after the word.
         self._cycle: tuple[int, list[str], int, str] | None = None
         self._completed_value: str | None = None
+
+    async def _on_key(self, event: events.Key) -> None:
+        # Handled here, not as bindings: a binding runs when the key has bubbled up
+        # to the app, after the keys typed behind it (a fast typist, a paste) were
+        # already inserted, and would complete the wrong word.
+        action = {
+            "tab": self.action_complete,
+            "up": lambda: self.action_history(-1),
+            "down": lambda: self.action_history(1),
+        }.get(event.key)
+        if action is not None:
+            event.stop()
+            event.prevent_default()  # not Input's handler, nor focus moving on Tab
+            action()
 
     def remember(self, line: str) -> None:
         if line and (not self._history or self._history[-1] != line):
