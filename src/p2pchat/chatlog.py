@@ -103,9 +103,9 @@ class ChatLog:
         match event:
             case Registered(participant=p):
                 self._me = p.nick
-                self.write(None, f"*** registered as {printable(p.nick)} ({_addr(p)})")
+                self.write(None, f"*** registered as {printable(p.nick)} ({p.endpoint})")
             case PeerJoined(participant=p):
-                self.write(None, f"--> {printable(p.nick)} joined ({_addr(p)})")
+                self.write(None, f"--> {printable(p.nick)} joined ({p.endpoint})")
             case PeerLeft(participant=p):
                 self.write(None, f"<-- {printable(p.nick)} left")
             case BroadcastReceived(nick=nick, text=text):
@@ -132,10 +132,6 @@ class ChatLog:
         for f in self._files.values():
             f.close()
         self._files.clear()
-
-
-def _addr(p: Participant) -> str:
-    return f"[{p.ip}]:{p.udp_port}" if ":" in p.ip else f"{p.ip}:{p.udp_port}"
 
 
 class LoggedOutput:

@@ -173,7 +173,7 @@ class ChatClient:
     async def close(self) -> None:
         """Leaves: closes direct chats, the UDP socket and the server connection."""
         self._closing = True
-        self._direct.close()
+        await self._direct.close()
         if self._reader_task is not None:
             self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -301,7 +301,7 @@ class ChatClient:
         except (OSError, TimeoutError, RegistrationError, ConnectError) as error:
             writer.close()
             if self._me is None:  # a first attempt binds the UDP socket: free it for the next
-                self._direct.close()
+                self._direct.detach_udp()
             if isinstance(error, RegistrationError | ConnectError):
                 raise
             raise ConnectError(

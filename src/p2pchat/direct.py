@@ -97,6 +97,11 @@ class DirectSession:
     def close(self) -> None:
         self._writer.close()
 
+    async def closed(self) -> None:
+        """Waits until what was written has gone out and the connection is closed."""
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
     async def run(self, on_text: Callable[[str], None]) -> str:
         """Reads CHAT frames until the connection ends; returns why it ended."""
         try:
@@ -249,10 +254,18 @@ class DirectChatManager:
         self._end(hs, reason, failed=hs.pending)
         return True
 
-    def close(self) -> None:
+    async def close(self, timeout: float = 2.0) -> None:
+        """Ends every chat; waits (up to ``timeout``) for what was sent to leave."""
+        sessions = [link.session for link in self._links.values() if link.session is not None]
         for hs in list(self._chats):
             if hs.pending or hs.state is ChatState.OPEN:
                 self._end(hs, "client is leaving", failed=hs.pending, notify=False)
+        self.detach_udp()
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.closed() for s in sessions)), timeout)
+
+    def detach_udp(self) -> None:
         if self._udp is not None:
             self._udp.close()
             self._udp = None

@@ -55,11 +55,11 @@ class PlainOutput:
         match event:
             case Registered(participant=p):
                 self._me = p.nick
-                self._line(f"*** registered as {printable(p.nick)} ({_address(p)})")
+                self._line(f"*** registered as {printable(p.nick)} ({p.endpoint})")
             case ParticipantsListed(participants=ps):
                 self.participants(ps)
             case PeerJoined(participant=p):
-                self._line(f"--> {printable(p.nick)} joined ({_address(p)})")
+                self._line(f"--> {printable(p.nick)} joined ({p.endpoint})")
             case PeerLeft(participant=p):
                 self._line(f"<-- {printable(p.nick)} left")
             case BroadcastReceived(nick=nick, text=text):
@@ -155,10 +155,6 @@ class JsonOutput:
 
 def _participant(p: Participant) -> dict[str, Any]:
     return {"nick": p.nick, "ip": p.ip, "udp_port": p.udp_port}
-
-
-def _address(p: Participant) -> str:
-    return f"[{p.ip}]:{p.udp_port}" if ":" in p.ip else f"{p.ip}:{p.udp_port}"
 
 
 def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:

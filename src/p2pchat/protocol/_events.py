@@ -59,8 +59,13 @@ class Participant:
     def udp_address(self) -> tuple[str, int]:
         return (self.ip, self.udp_port)
 
+    @property
+    def endpoint(self) -> str:
+        """``ip:port`` as people write it, IPv6 in brackets."""
+        return f"{wire_ip(self.ip)}:{self.udp_port}"
+
     def wire(self) -> str:
-        return f"{self.nick}:{wire_ip(self.ip)}:{self.udp_port}"
+        return f"{self.nick}:{self.endpoint}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,7 +154,7 @@ class ChatApp(App[int]):
                 self._refresh_people()
             case PeerJoined(participant=p):
                 self.conversation(GROUP).notice(
-                    f"--> {printable(p.nick)} joined ({_address(p)})", "green"
+                    f"--> {printable(p.nick)} joined ({p.endpoint})", "green"
                 )
                 self._refresh_people()
             case PeerLeft(participant=p):
@@ -369,7 +369,3 @@ class _ConversationLogHandler(logging.Handler):
             self._app.conversation(GROUP).notice(
                 printable(f"[{record.levelname.lower()}] {record.getMessage()}")
             )
-
-
-def _address(p: Participant) -> str:
-    return f"[{p.ip}]:{p.udp_port}" if ":" in p.ip else f"{p.ip}:{p.udp_port}"

@@ -36,7 +36,7 @@ class ParticipantList(OptionList):
             if p.key == nick_key(me):
                 label.append(" (you)", style="dim")
             label.append(
-                f"\n  {p.ip}:{p.udp_port}" if ":" not in p.ip else f"\n  [{p.ip}]:{p.udp_port}",
+                f"\n  {p.endpoint}",
                 style="dim",
             )
             options.append(Option(label, id=p.key))
