@@ -90,6 +90,7 @@ class _Connection(asyncio.Protocol):
         "_tokens",
         "_tokens_at",
         "closing",
+        "out",
         "peer",
         "transport",
     )
@@ -105,6 +106,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.closing = False
+        self.out: list[bytes] = []  # owed this loop iteration, written by flush()
         self._paused = False
         self._tokens = float(cfg.flood_burst)
         self._tokens_at = time.monotonic()
@@ -155,7 +157,7 @@ class _Connection(asyncio.Protocol):
                 server._handle(self, event)
             except Exception:  # a bug here must cost one message, not the server
                 log.exception("internal error handling %r from %s", event, self.peer)
-                self.send(Error("internal server error").encode())
+                server._queue(self, Error("internal server error").encode())
 
     def _take_token(self, rate: float) -> bool:
         now = time.monotonic()
@@ -184,16 +186,20 @@ class _Connection(asyncio.Protocol):
 
     # -- writing -----------------------------------------------------------------
 
-    def send(self, data: bytes) -> bool:
-        """Queues bytes for the client; False when its send queue is over the limit."""
+    def flush(self) -> bool:
+        """Writes what this iteration owes the client in one go; False past the send queue."""
         transport = self.transport
+        out = self.out
         if transport is None or self.closing:
+            out.clear()
             return True
-        transport.write(data)
+        if out:
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
         return transport.get_write_buffer_size() <= self._server.config.sendq_bytes
 
     def close(self, error: str | None = None) -> None:
-        """Sends a last ERROR (if any) and closes once it is written.
+        """Sends what is owed and a last ERROR (if any), and closes once it is written.
 
         A client that does not read would hold the socket open forever, so
         the connection is cut after a grace period whatever happens.
@@ -202,7 +208,8 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closing:
             return
         if error is not None:
-            transport.write(Error(error).encode())
+            self.out.append(Error(error).encode())
+        self.flush()
         self.closing = True
         transport.close()
         asyncio.get_running_loop().call_later(self._server.config.drop_grace, transport.abort)
@@ -233,6 +240,8 @@ class ChatServer:
         self._server: asyncio.Server | None = None
         self._shutting_down = False
         self._all_closed = asyncio.Event()  # set when the last connection has gone
+        self._dirty: list[_Connection] = []  # connections owed bytes this iteration
+        self._flush_scheduled = False
         self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
 
     # -- lifecycle ---------------------------------------------------------------
@@ -329,40 +338,60 @@ class ChatServer:
         conn.close(error)
         self._leave(conn, reason)
 
+    def _queue(self, conn: _Connection, data: bytes) -> None:
+        """Owes ``data`` to one client; it goes out with the rest at the end of the iteration."""
+        if not conn.out:
+            self._dirty.append(conn)
+            self._schedule_flush()
+        conn.out.append(data)
+
     def _fan_out(self, data: bytes, exclude: _Connection | None) -> None:
-        """Hands the same bytes to every registered participant but ``exclude``; never waits."""
-        overflowed = [
-            conn
-            for conn in self.registry.connections()
-            if conn is not exclude and not conn.send(data)
-        ]
-        if overflowed:
-            self._drop(overflowed)
+        """Owes the same bytes to every registered participant but ``exclude``; never waits.
+
+        Nothing is written here: each client gets what it is owed in one write
+        per loop iteration (``_flush``), not one per message.
+        """
+        dirty = self._dirty
+        for conn in self.registry.connections():
+            if conn is not exclude:
+                out = conn.out
+                if not out:
+                    dirty.append(conn)
+                out.append(data)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Writes every client's batch; drops those past the send-queue limit. Their LEAVEs
+        can push others over in turn: the loop goes on until nobody is over."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, []
+            overflowed = [conn for conn in dirty if not conn.flush()]
+            if overflowed:
+                self._drop(overflowed)
+        self._flush_scheduled = False
 
     def _drop(self, conns: list[_Connection]) -> None:
-        """Removes participants that cannot keep up, without waiting on them.
-
-        Their LEAVEs can push others over the limit in turn: a loop, not
-        recursion, so a thousand stalled readers cost no stack.
-        """
+        """Removes participants that cannot keep up, without waiting on them."""
         reason = f"send queue over {self.config.sendq_bytes} bytes; you are not reading fast enough"
-        while conns:
-            leaves = []
-            for conn in conns:
-                log.warning("dropping %s: %s", conn.peer, reason)
-                conn.close(f"dropped: {reason}")
-                participant = self.registry.unregister(conn)
-                if participant is not None:
-                    log.info("leave %s (dropped)", participant.nick)
-                    leaves.append(Update(Action.LEAVE, participant).encode())
-            if not leaves or self._shutting_down:
-                return
-            data = b"".join(leaves)
-            conns = [conn for conn in self.registry.connections() if not conn.send(data)]
+        leaves = []
+        for conn in conns:
+            log.warning("dropping %s: %s", conn.peer, reason)
+            conn.out.clear()  # what it is owed can never reach it
+            conn.close(f"dropped: {reason}")
+            participant = self.registry.unregister(conn)
+            if participant is not None:
+                log.info("leave %s (dropped)", participant.nick)
+                leaves.append(Update(Action.LEAVE, participant).encode())
+        if leaves and not self._shutting_down:
+            self._fan_out(b"".join(leaves), exclude=None)
 
     def _reply(self, conn: _Connection, data: bytes) -> None:
-        if not conn.send(data):
-            self._drop([conn])
+        self._queue(conn, data)
 
     def _error(self, conn: _Connection, text: str) -> None:
         log.info("error to %s: %s", conn.peer, text)
@@ -421,7 +450,8 @@ class ChatServer:
             participant.udp_port,
             conn.peer,
         )
-        if not conn.send(self._list_bytes()):
+        conn.out.append(self._list_bytes())
+        if not conn.flush():  # written at once: whether it fits decides the JOIN
             # Not even its LIST fits: it goes before anyone hears it came.
             self.registry.unregister(conn)
             log.warning("dropping %s: its LIST is over the send queue limit", conn.peer)
