@@ -37,7 +37,10 @@ class Protocols:
             return b"REGISTER:%s:127.0.0.1:%d\r\n" % (nick.encode(), 1024 + index)
         if self.proto == "irc":
             return b"NICK %s\r\nUSER %s 0 * :bench\r\n" % (nick.encode(), nick.encode())
-        return b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (len(self.channel), self.channel.encode())
+        return b"*2\r\n$9\r\nSUBSCRIBE\r\n$%d\r\n%s\r\n" % (
+            len(self.channel),
+            self.channel.encode(),
+        )
 
     def joined_mark(self) -> bytes:
         """Seen once the join has been answered."""
@@ -58,7 +61,12 @@ class Protocols:
         if self.proto == "irc":
             return b"PRIVMSG #%s :%s\r\n" % (self.channel.encode(), payload)
         ch = self.channel.encode()
-        return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(ch), ch, len(payload), payload)
+        return b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            len(ch),
+            ch,
+            len(payload),
+            payload,
+        )
 
     def delivery_mark(self) -> bytes:
         return {"p2pchat": b"BROADCAST:", "irc": b" PRIVMSG ", "redis": b"$7\r\nmessage\r\n"}[
@@ -213,7 +221,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--proto", choices=["p2pchat", "irc", "redis"], required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--receivers", type=int, default=200)

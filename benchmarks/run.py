@@ -1,0 +1,388 @@
+"""The comparison: our server and the ones people would pick instead, side by side, one run.
+
+    python benchmarks/run.py              # everything (installs missing servers)
+    python benchmarks/run.py --quick      # smaller loads, for a first look
+
+Each server runs pinned to core 0, the load generator (loadgen.py) to core
+1. Flood control is off everywhere (ours: --flood-rate 0; ngircd:
+MaxPenaltyTime 0 and +F senders; InspIRCd: no fake lag, huge command
+rate; miniircd has none), and send queues are large enough for the load.
+Figures on a shared machine vary between runs, so the table reports ratios
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+MINIIRCD_VENV = Path(tempfile.gettempdir()) / "p2pchat-bench-miniircd"
+
+NGIRCD_CONF = """\
+[Global]
+Name = bench.local
+Info = benchmark
+Listen = 127.0.0.1
+Ports = {port}
+ServerUID = {uid}
+ServerGID = {gid}
+PidFile = {dir}/ngircd.pid
+MotdPhrase = bench
+[Limits]
+MaxConnections = 0
+MaxConnectionsIP = 0
+MaxJoins = 0
+MaxNickLength = 30
+MaxPenaltyTime = 0
+PingTimeout = 600
+PongTimeout = 600
+[Options]
+DNS = no
+Ident = no
+PAM = no
+[Operator]
+Name = bench
+Password = bench
+"""
+
+INSPIRCD_CONF = """\
+<server name="bench.local" description="benchmark" network="bench">
+<admin name="bench" nick="bench" email="bench@bench.local">
+<bind address="127.0.0.1" port="{port}" type="clients">
+<connect name="main" allow="*" maxconnwarn="off" localmax="100000" globalmax="100000"
+  limit="100000" pingfreq="600" timeout="600" recvq="1048576" softsendq="67108864"
+  hardsendq="268435456" threshold="2000000" commandrate="2000000000" fakelag="no">
+<performance netbuffersize="65536" somaxconn="1024" softlimit="65535">
+<limits maxnick="30" maxchan="64">
+<oper name="bench" password="bench" host="*@*" type="bench">
+<type name="bench" classes="all">
+<class name="all" commands="*" privs="*" usermodes="*" chanmodes="*">
+<pid file="{dir}/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="{dir}/inspircd.log">
+<options hostintopic="no">
+<security hidesplits="no" userstats="" allowcoreunload="no">
+"""
+
+
+@dataclass
+class Server:
+    name: str
+    proto: str
+    argv: list[str]
+    port: int
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ensure_installed(quiet: bool) -> None:
+    """Installs the servers we compare with, if missing (Debian packages, a venv for miniircd)."""
+    missing = [
+        pkg
+        for cmd, pkg in (
+            ("ngircd", "ngircd"),
+            ("inspircd", "inspircd"),
+            ("redis-server", "redis-server"),
+        )
+        if not (shutil.which(cmd) or Path(f"/usr/sbin/{cmd}").exists())
+    ]
+    if missing and shutil.which("apt-get"):
+        print(f"installing {', '.join(missing)} with apt-get ...", file=sys.stderr)
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        out = subprocess.DEVNULL if quiet else None
+        subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=out, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", *missing], check=False, stdout=out, env=env
+        )
+    if not (MINIIRCD_VENV / "bin" / "miniircd").exists():
+        print("installing miniircd into its own venv ...", file=sys.stderr)
+        subprocess.run([PYTHON, "-m", "venv", str(MINIIRCD_VENV)], check=True)
+        subprocess.run(
+            [str(MINIIRCD_VENV / "bin" / "pip"), "install", "-q", "miniircd"], check=False
+        )
+
+
+def binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidate = Path("/usr/sbin") / name
+    return str(candidate) if candidate.exists() else None
+
+
+def servers(workdir: Path, only: list[str] | None) -> list[Server]:
+    found: list[Server] = []
+    port = free_port()
+    found.append(
+        Server(
+            "p2pchat",
+            "p2pchat",
+            [
+                PYTHON,
+                "-m",
+                "p2pchat.server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--flood-rate",
+                "0",
+                "--sendq-bytes",
+                str(256 << 20),
+                "--max-clients",
+                "20000",
+                "--log-level",
+                "warning",
+            ],
+            port,
+        )
+    )
+    if ngircd := binary("ngircd"):
+        port = free_port()
+        conf = workdir / "ngircd.conf"
+        conf.write_text(
+            NGIRCD_CONF.format(port=port, dir=workdir, uid=os.getuid(), gid=os.getgid())
+        )
+        found.append(Server("ngircd 26", "irc", [ngircd, "-n", "-f", str(conf)], port))
+    if inspircd := binary("inspircd"):
+        port = free_port()
+        conf = workdir / "inspircd.conf"
+        conf.write_text(INSPIRCD_CONF.format(port=port, dir=workdir))
+        found.append(
+            Server(
+                "InspIRCd 3", "irc", [inspircd, "--nofork", "--runasroot", f"--config={conf}"], port
+            )
+        )
+    if (MINIIRCD_VENV / "bin" / "miniircd").exists():
+        port = free_port()
+        found.append(
+            Server(
+                "miniircd 2.3",
+                "irc",
+                [
+                    str(MINIIRCD_VENV / "bin" / "miniircd"),
+                    "--listen",
+                    "127.0.0.1",
+                    "--ports",
+                    str(port),
+                    "--setuid",
+                    f"{os.getuid()}:{os.getgid()}" if os.getuid() else "root",
+                ],
+                port,
+            )
+        )
+    if redis := binary("redis-server"):
+        port = free_port()
+        found.append(
+            Server(
+                "Redis 7 pub/sub",
+                "redis",
+                [
+                    redis,
+                    "--port",
+                    str(port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--client-output-buffer-limit",
+                    "pubsub 0 0 0",
+                    "--maxclients",
+                    "20000",
+                ],
+                port,
+            )
+        )
+    return [s for s in found if only is None or any(o.lower() in s.name.lower() for o in only)]
+
+
+@contextlib.contextmanager
+def running(server: Server, workdir: Path) -> Iterator[int]:
+    log = (workdir / f"{server.name.split()[0]}.log").open("w")
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *server.argv], stdout=log, stderr=log, cwd=workdir
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", server.port), 0.2),
+            ):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{server.name} did not start; see {log.name}")
+            time.sleep(0.05)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def loadgen(server: Server, *extra: str) -> dict[str, object]:
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        PYTHON,
+        str(HERE / "loadgen.py"),
+        "--proto",
+        server.proto,
+        "--port",
+        str(server.port),
+        *extra,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    if out.returncode:
+        return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
+    return json.loads(out.stdout)
+
+
+def measure(server: Server, workdir: Path, *extra: str) -> dict[str, object]:
+    with running(server, workdir) as pid:
+        cpu_before = cpu_seconds(pid)
+        result = loadgen(server, *extra)
+        result["server_cpu_s"] = round(cpu_seconds(pid) - cpu_before, 2)
+        result["server_peak_rss_mb"] = round(peak_rss_mb(pid), 1)
+    return result
+
+
+WORKLOADS = {
+    "fanout-200": ["--receivers", "200", "--senders", "4", "--messages", "2000"],
+    "fanout-1000": ["--receivers", "1000", "--senders", "2", "--messages", "1000"],
+    "latency-500": [
+        "--receivers",
+        "500",
+        "--senders",
+        "4",
+        "--messages",
+        "2500",
+        "--latency",
+        "--rate",
+        "2000",
+    ],
+}
+QUICK = {
+    "fanout-200": ["--receivers", "100", "--senders", "4", "--messages", "500"],
+    "fanout-1000": ["--receivers", "300", "--senders", "2", "--messages", "300"],
+    "latency-500": [
+        "--receivers",
+        "100",
+        "--senders",
+        "4",
+        "--messages",
+        "500",
+        "--latency",
+        "--rate",
+        "1000",
+    ],
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="smaller loads")
+    ap.add_argument("--only", nargs="*", help="servers whose name contains these words")
+    ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--repeat", type=int, default=3, help="runs per server; the median is kept")
+    ap.add_argument("--no-install", action="store_true")
+    ap.add_argument("--json", metavar="FILE", help="also write every result to FILE")
+    args = ap.parse_args()
+    if not shutil.which("taskset"):
+        print("run.py: taskset (util-linux) is needed to pin processes", file=sys.stderr)
+        return 2
+    if not args.no_install:
+        ensure_installed(quiet=True)
+    table = WORKLOADS if not args.quick else QUICK
+    results: dict[str, dict[str, dict[str, object]]] = {}
+    with tempfile.TemporaryDirectory(prefix="p2pchat-bench-") as tmp:
+        workdir = Path(tmp)
+        for name in args.workloads:
+            results[name] = {}
+            for server in servers(workdir, args.only):
+                print(f"{name}: {server.name} ...", file=sys.stderr, flush=True)
+                runs = [measure(server, workdir, *table[name]) for _ in range(args.repeat)]
+                good = sorted(
+                    (r for r in runs if "deliveries_per_s" in r),
+                    key=lambda r: r["deliveries_per_s"],
+                )  # type: ignore[arg-type,return-value]
+                results[name][server.name] = good[len(good) // 2] if good else runs[0]
+    report(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def report(results: dict[str, dict[str, dict[str, object]]]) -> None:
+    for workload, by_server in results.items():
+        print(f"\n## {workload}  ({' '.join(WORKLOADS[workload])})")
+        ours = by_server.get("p2pchat", {})
+        irc = {
+            n: r
+            for n, r in by_server.items()
+            if n != "p2pchat" and "Redis" not in n and "deliveries_per_s" in r
+        }
+        best = max(irc.items(), key=lambda kv: kv[1]["deliveries_per_s"], default=None)  # type: ignore[arg-type,return-value]
+        print(
+            f"{'server':18} {'deliveries/s':>13} {'lost':>6} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'CPU s':>7} {'peak RSS MB':>12} {'ours / it':>10}"
+        )
+        for name, r in by_server.items():
+            if "error" in r:
+                print(f"{name:18} error: {r['error']}")
+                continue
+            ratio = (
+                ours.get("deliveries_per_s", 0) / r["deliveries_per_s"]  # type: ignore[operator]
+                if r.get("deliveries_per_s")
+                else float("nan")
+            )
+            p50, p99 = r.get("latency_p50_ms"), r.get("latency_p99_ms")
+            print(
+                f"{name:18} {r['deliveries_per_s']:>13,} {r['lost']:>6} "
+                f"{p50 if p50 is None else round(p50, 2)!s:>8} "
+                f"{p99 if p99 is None else round(p99, 2)!s:>8} {r['server_cpu_s']:>7} "
+                f"{r['server_peak_rss_mb']:>12} {ratio:>10.2f}"
+            )
+        if best and ours.get("deliveries_per_s"):
+            ratio = ours["deliveries_per_s"] / best[1]["deliveries_per_s"]  # type: ignore[operator]
+            print(f"p2pchat vs the best IRC server here ({best[0]}): {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
