@@ -68,6 +68,10 @@ class Protocols:
             payload,
         )
 
+    def join_mark(self) -> bytes | None:
+        """Seen by a member when someone joins (IRC: by the joiner too)."""
+        return {"p2pchat": b"UPDATE:JOIN:", "irc": b" JOIN ", "redis": None}[self.proto]
+
     def delivery_mark(self) -> bytes:
         return {"p2pchat": b"BROADCAST:", "irc": b" PRIVMSG ", "redis": b"$7\r\nmessage\r\n"}[
             self.proto
@@ -123,11 +127,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     delivery = p.delivery_mark()
     joined = p.joined_mark()
-    chan_mark = p.channel_joined_mark()
-    marks = [delivery, joined] + ([chan_mark] if chan_mark else [])
+    chan_mark = p.channel_joined_mark() or joined
+    join_mark = p.join_mark() or joined
+    marks = [delivery, joined, chan_mark, join_mark]
     clients: list[Counter] = []
     names = [f"r{i}" for i in range(args.receivers)] + [f"s{i}" for i in range(args.senders)]
-    senders_subscribe = args.proto != "redis"
+    members = args.proto != "redis"  # senders join too, except for pub/sub
+    storm_started = time.perf_counter()
     for index, nick in enumerate(names):
         is_sender = nick.startswith("s")
         on_data = sample if args.latency and not is_sender else None
@@ -135,22 +141,37 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             lambda on_data=on_data: Counter(marks, on_data), "127.0.0.1", args.port
         )
         clients.append(counter)
-        if is_sender and not senders_subscribe:
+        if is_sender and not members:
             continue
         counter.transport.write(p.join(nick, index))  # type: ignore[union-attr]
+        if args.proto == "irc":  # JOIN #bench once welcomed
+            await wait_until(lambda c=counter: c.counts[1] > 0, args.timeout, f"{nick} welcome")
+            counter.transport.write(p.after_welcome(nick, oper=is_sender))  # type: ignore[union-attr]
         if args.stagger:  # one after another, as in a join storm
-            await wait_until(lambda c=counter: c.counts[1] > 0, args.timeout, f"{nick} to join")
-    listeners = [c for c, n in zip(clients, names, strict=True) if senders_subscribe or n[0] == "r"]
-    await wait_until(lambda: all(c.counts[1] > 0 for c in listeners), args.timeout, "registration")
-    if args.proto == "irc":
-        for c, nick in zip(clients, names, strict=True):
-            c.transport.write(p.after_welcome(nick, oper=nick[0] == "s"))  # type: ignore[union-attr]
-        await wait_until(lambda: all(c.counts[2] > 0 for c in clients), args.timeout, "JOIN #bench")
+            await wait_until(lambda c=counter: c.counts[2] > 0, args.timeout, f"{nick} to join")
+    listeners = [c for c, n in zip(clients, names, strict=True) if members or n[0] == "r"]
+    await wait_until(lambda: all(c.counts[2] > 0 for c in listeners), args.timeout, "joining")
+    # Everyone has seen everyone join: member i of n sees n-1-i JOINs (IRC: n-i, its own too).
+    n = len(listeners)
+    own = 1 if args.proto == "irc" else 0
+    if members:
+        await wait_until(
+            lambda: all(c.counts[3] >= n - 1 - i + own for i, c in enumerate(listeners)),
+            args.timeout,
+            "every join to be seen",
+        )
+    join_storm_s = time.perf_counter() - storm_started
+    rss_mb = None
+    if args.report_rss:
+        await asyncio.sleep(1.0)  # let the server settle
+        for line in open(f"/proc/{args.report_rss}/status"):  # noqa: SIM115
+            if line.startswith("VmRSS:"):
+                rss_mb = int(line.split()[1]) / 1024
     # Let the join announcements drain before the clock starts.
     await asyncio.sleep(0.5)
     before = [c.counts[0] for c in clients]
     senders = [(c, n) for c, n in zip(clients, names, strict=True) if n[0] == "s"]
-    receivers_of_each = len(listeners) - (1 if senders_subscribe else 0)
+    receivers_of_each = len(listeners) - (1 if members else 0)
     expected = args.senders * args.messages * receivers_of_each
     pad = b"x" * args.size
 
@@ -205,6 +226,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1e6
 
     return {
+        "join_storm_s": round(join_storm_s, 3),
+        "server_rss_mb_idle": None if rss_mb is None else round(rss_mb, 1),
         "proto": args.proto,
         "receivers": args.receivers,
         "senders": args.senders,
@@ -234,6 +257,9 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=2000, help="messages/s in total, with --latency")
     ap.add_argument("--stagger", action="store_true", help="register one client after another")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument(
+        "--report-rss", type=int, metavar="PID", help="report this process's RSS once all joined"
+    )
     args = ap.parse_args()
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
