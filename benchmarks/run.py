@@ -266,7 +266,10 @@ def loadgen(server: Server, *extra: str) -> dict[str, object]:
         str(server.port),
         *extra,
     ]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": "did not finish within 900 s"}
     if out.returncode:
         return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:]}
     return json.loads(out.stdout)
@@ -348,6 +351,7 @@ def main() -> int:
                     key=lambda r: r["deliveries_per_s"],
                 )  # type: ignore[arg-type,return-value]
                 results[name][server.name] = good[len(good) // 2] if good else runs[0]
+                print(f"  {json.dumps(results[name][server.name])}", file=sys.stderr, flush=True)
     report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
