@@ -45,6 +45,8 @@ log = logging.getLogger("p2pchat.direct")
 
 # A peer that takes none of our data for this long is gone or stuck: the chat ends.
 STALL_TIMEOUT = 10.0
+# Below this many unsent bytes a sender does not wait (asyncio's own high-water mark).
+_DRAIN_ABOVE = 64 * 1024
 
 
 class DirectChatError(Exception):
@@ -81,20 +83,41 @@ class DirectSession:
     ) -> None:
         self.peer = peer
         self._room = room
+        self._out: list[bytes] = []  # frames written since the last flush
+        self._out_bytes = 0
+        self._flush_scheduled = False
         self._reader = reader
         self._writer = writer
         # Accept what any peer may send; we send at most our own limit.
         self._decoder = Decoder(Role.PEER, max_message_bytes=LENGTH_HARD_LIMIT)
 
     def write(self, data: bytes) -> None:
-        self._writer.write(data)
+        """Queues a frame; frames go out together once per loop iteration, or at once
+        when 64 KiB have piled up (a sender that never yields stays bounded)."""
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if self._out_bytes >= _DRAIN_ABOVE:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._out:
+            self._writer.write(b"".join(self._out))
+            self._out.clear()
+            self._out_bytes = 0
 
     async def drain(self) -> None:
         """Waits while the peer is behind; raises TimeoutError if it takes nothing for too long."""
+        if self._writer.transport.get_write_buffer_size() < _DRAIN_ABOVE:
+            return  # the usual case: no wait, so no timer to set up per message
         async with asyncio.timeout(STALL_TIMEOUT):
             await self._writer.drain()
 
     def close(self) -> None:
+        self._flush()
         self._writer.close()
 
     async def closed(self) -> None:
