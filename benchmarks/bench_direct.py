@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import time
 
 from p2pchat import _net
@@ -74,15 +75,60 @@ async def main(opens: int, messages: int) -> None:
     elapsed = time.perf_counter() - started
     await counter
     print(
-        f"one way over an open chat: {messages:,} messages in {elapsed:.2f} s = "
+        f"one way over an open chat, one process: {messages:,} messages in {elapsed:.2f} s = "
         f"{messages / elapsed:,.0f} messages/s"
     )
-    await alice.close()
     await bob.close()
+    await two_processes(server, alice, messages)
+    await alice.close()
     await server.close()
 
 
+async def two_processes(server: ChatServer, alice: ChatClient, messages: int) -> None:
+    """The same, with the receiver in a process of its own, as two people would be."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--receive",
+        str(server.port),
+        str(messages),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    await proc.stdout.readline()  # "ready": registered
+    async with asyncio.timeout(10):
+        while alice.participants[-1].nick != "carol":
+            await asyncio.sleep(0.01)
+    await alice.open_chat("carol")
+    text = "x" * 100
+    started = time.time()
+    for _ in range(messages):
+        await alice.send_chat("carol", text)
+    finished = float((await proc.stdout.readline()).decode())
+    await proc.wait()
+    elapsed = finished - started
+    print(
+        f"one way over an open chat, two processes: {messages:,} messages in {elapsed:.2f} s = "
+        f"{messages / elapsed:,.0f} messages/s"
+    )
+
+
+async def receive(port: int, messages: int) -> None:
+    carol = ChatClient("carol", "127.0.0.1", port)
+    await carol.connect()
+    print("ready", flush=True)
+    received = 0
+    while received < messages:
+        if isinstance(await carol.next_event(), ChatReceived):
+            received += 1
+    print(time.time(), flush=True)
+    await carol.close()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--receive":  # the receiving process
+        _net.run(lambda: receive(int(sys.argv[2]), int(sys.argv[3])))
+        sys.exit(0)
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
