@@ -36,6 +36,7 @@ from .protocol import (
     Role,
     Update,
     canonical_ip,
+    encode_broadcast,
     is_unspecified,
 )
 from .state import RegistrationRefused, Registry
@@ -43,6 +44,7 @@ from .state import RegistrationRefused, Registry
 log = logging.getLogger("p2pchat.server")
 
 DEFAULT_PORT = 7777
+REGISTER_FIRST = "register first: REGISTER:Nickname:IP-Address:UDP-Port"
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +354,7 @@ class ChatServer:
         per loop iteration (``_flush``), not one per message.
         """
         dirty = self._dirty
+        # _queue inlined: this loop runs once per recipient of every broadcast.
         for conn in self.registry.connections():
             if conn is not exclude:
                 out = conn.out
@@ -390,12 +393,9 @@ class ChatServer:
         if leaves and not self._shutting_down:
             self._fan_out(b"".join(leaves), exclude=None)
 
-    def _reply(self, conn: _Connection, data: bytes) -> None:
-        self._queue(conn, data)
-
     def _error(self, conn: _Connection, text: str) -> None:
         log.info("error to %s: %s", conn.peer, text)
-        self._reply(conn, Error(text).encode())
+        self._queue(conn, Error(text).encode())
 
     def _peer_error(self, conn: _Connection, error: RemoteProtocolError) -> None:
         if error.fatal:
@@ -420,9 +420,9 @@ class ChatServer:
                 self._register(conn, event)
             case ListRequest():
                 if conn not in self.registry:
-                    self._error(conn, "register first: REGISTER:Nickname:IP-Address:UDP-Port")
+                    self._error(conn, REGISTER_FIRST)
                 else:
-                    self._reply(conn, self._list_bytes())
+                    self._queue(conn, self._list_bytes())
 
     def _register(self, conn: _Connection, event: Register) -> None:
         participant = event.participant
@@ -462,12 +462,12 @@ class ChatServer:
     def _broadcast(self, conn: _Connection, event: Broadcast) -> None:
         sender = self.registry.get(conn)
         if sender is None:
-            self._error(conn, "register first: REGISTER:Nickname:IP-Address:UDP-Port")
+            self._error(conn, REGISTER_FIRST)
             return
         if event.nick.casefold() != sender.key:
             self._error(conn, f"you are registered as '{sender.nick}', not '{event.nick}'")
             return
-        self._fan_out(Broadcast(sender.nick, event.text).encode(), exclude=conn)
+        self._fan_out(encode_broadcast(sender.nick, event.text), exclude=conn)
 
 
 # -- command line ------------------------------------------------------------------------

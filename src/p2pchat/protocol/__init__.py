@@ -28,6 +28,7 @@ from ._events import (
     ParticipantList,
     Register,
     Update,
+    encode_broadcast,
 )
 from ._fields import canonical_ip, check_nick, check_secret, is_unspecified, nick_key, wire_ip
 
@@ -59,6 +60,7 @@ __all__ = [
     "check_nick",
     "check_secret",
     "decode_datagram",
+    "encode_broadcast",
     "is_unspecified",
     "nick_key",
     "wire_ip",

@@ -30,6 +30,12 @@ def _framed(prefix: bytes, text: str) -> bytes:
     return b"%s%d:%s\r\n" % (prefix, len(payload), payload)
 
 
+def encode_broadcast(nick: str, text: str) -> bytes:
+    """BROADCAST bytes for a nickname already known to be valid: the server forwards
+    under a registered nickname, so it need not build (and check) a message again."""
+    return _framed(b"BROADCAST:" + _utf8(nick) + b":", text)
+
+
 class Action(Enum):
     """What an UPDATE announces."""
 
@@ -89,7 +95,7 @@ class Broadcast:
         check_nick(self.nick)
 
     def encode(self) -> bytes:
-        return _framed(b"BROADCAST:" + _utf8(self.nick) + b":", self.text)
+        return encode_broadcast(self.nick, self.text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,11 @@ Keys:
   Ctrl+Q         quit"""
 
 
+def _key(peer: str) -> str:
+    """The key of a conversation: GROUP, or the peer's nickname casefolded."""
+    return GROUP if peer == GROUP else nick_key(peer)
+
+
 def _pane_id(key: str) -> str:
     """A widget id for a conversation: ids allow few characters, nicknames many."""
     return "group" if key == GROUP else "direct-" + key.encode().hex()
@@ -217,7 +222,7 @@ class ChatApp(App[int]):
 
     def conversation(self, peer: str) -> Conversation:
         """The conversation with ``peer`` (or the group), opening its tab if needed."""
-        key = GROUP if peer == GROUP else nick_key(peer)
+        key = _key(peer)
         log = self._logs.get(key)
         if log is None:
             pane_id = _pane_id(key)
@@ -236,7 +241,7 @@ class ChatApp(App[int]):
         return self._logs[self._current_key()]
 
     def _mark_unread(self, key_or_peer: str, mention: bool) -> None:
-        key = GROUP if key_or_peer == GROUP else nick_key(key_or_peer)
+        key = _key(key_or_peer)
         if key == self._current_key():
             return
         self._unread[key] = self._unread.get(key, 0) + 1
@@ -255,7 +260,7 @@ class ChatApp(App[int]):
 
     def focus_conversation(self, peer: str) -> None:
         self.conversation(peer)
-        key = GROUP if peer == GROUP else nick_key(peer)
+        key = _key(peer)
         self.query_one(TabbedContent).active = _pane_id(key)
 
     # -- people --------------------------------------------------------------------------
