@@ -6,14 +6,44 @@ import asyncio
 import contextlib
 import socket
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+
+from .protocol import NEED_DATA, Decoder, Message, RemoteProtocolError
 
 T = TypeVar("T")
 
 READ_CHUNK = 1 << 16  # bytes asked of a socket at a time
 # Keepalive: first probe after 60 s idle, then every 10 s, give up after 6.
 KEEPALIVE = (60, 10, 6)
+
+
+async def read_messages(
+    reader: asyncio.StreamReader,
+    decoder: Decoder,
+    before_read: Callable[[], Awaitable[None]] | None = None,
+) -> AsyncIterator[Message | RemoteProtocolError]:
+    """Every message the stream carries, in order, and each decoding error in its place;
+    ends when the peer closes. Messages already in ``decoder`` come first.
+    ``before_read`` may hold reading back (e.g. while the user is far behind)."""
+    while True:
+        while True:
+            try:
+                event = decoder.next_event()
+            except RemoteProtocolError as error:
+                yield error
+                if error.fatal:
+                    return
+                continue
+            if event is NEED_DATA:
+                break
+            yield event
+        if before_read is not None:
+            await before_read()
+        data = await reader.read(READ_CHUNK)
+        if not data:
+            return
+        decoder.feed(data)
 
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:

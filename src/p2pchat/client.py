@@ -34,7 +34,6 @@ from .events import (
 from .protocol import (
     LENGTH_HARD_LIMIT,
     MAX_LIST_LINE_BYTES,
-    NEED_DATA,
     Action,
     Broadcast,
     Decoder,
@@ -318,25 +317,17 @@ class ChatClient:
     async def _await_registration(
         self, reader: asyncio.StreamReader, decoder: Decoder
     ) -> ParticipantList:
-        while True:
-            data = await reader.read(_net.READ_CHUNK)
-            if not data:
-                raise ConnectError("the server closed the connection during registration")
-            decoder.feed(data)
-            while True:
-                try:
-                    event = decoder.next_event()
-                except RemoteProtocolError as error:
-                    raise ConnectError(f"the server sent garbage: {error}") from None
-                if event is NEED_DATA:
-                    break
-                match event:
-                    case ParticipantList():
-                        return event
-                    case Error(text=text):
-                        raise RegistrationError(text)
-                    case _:  # e.g. an UPDATE about ourselves from some servers
-                        continue
+        async for event in _net.read_messages(reader, decoder):
+            match event:
+                case ParticipantList():
+                    return event
+                case Error(text=text):
+                    raise RegistrationError(text)
+                case RemoteProtocolError():
+                    raise ConnectError(f"the server sent garbage: {event}")
+                case _:  # e.g. an UPDATE about ourselves from some servers
+                    continue
+        raise ConnectError("the server closed the connection during registration")
 
     async def _bind_udp(self, local_ip: str) -> Participant:
         """Binds the UDP socket on the address we register, so INITs leave from it (decision 19)."""
@@ -396,28 +387,18 @@ class ChatClient:
                     reason = str(error)
 
     async def _read_until_lost(self, reader: asyncio.StreamReader) -> str:
-        decoder = self._decoder
-        while True:
-            # Registration may have left messages that came with the LIST in the decoder.
-            while True:
-                try:
-                    event = decoder.next_event()
-                except RemoteProtocolError as error:
-                    log.warning("bad message from the server: %s", error)
-                    if error.fatal:
-                        return f"the server sent garbage: {error}"
+        # A user far behind on events holds reading back (EventQueue.room).
+        try:
+            async for event in _net.read_messages(reader, self._decoder, self._events.room):
+                if not isinstance(event, RemoteProtocolError):
+                    self._server_event(event)
                     continue
-                if event is NEED_DATA:
-                    break
-                self._server_event(event)
-            await self._events.room()  # a user far behind: read no further for now
-            try:
-                data = await reader.read(_net.READ_CHUNK)
-            except OSError as error:
-                return f"connection lost: {error}"
-            if not data:
-                return "the server closed the connection"
-            decoder.feed(data)
+                log.warning("bad message from the server: %s", event)
+                if event.fatal:
+                    return f"the server sent garbage: {event}"
+        except OSError as error:
+            return f"connection lost: {error}"
+        return "the server closed the connection"
 
     def _server_event(self, event: object) -> None:
         emit = self._events.put

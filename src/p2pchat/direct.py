@@ -17,7 +17,6 @@ from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, ClientEven
 from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LENGTH_HARD_LIMIT,
-    NEED_DATA,
     Ack,
     Chat,
     Decoder,
@@ -128,24 +127,14 @@ class DirectSession:
     async def run(self, on_text: Callable[[str], None]) -> str:
         """Reads CHAT frames until the connection ends; returns why it ended."""
         try:
-            while True:
-                await self._room()
-                data = await self._reader.read(_net.READ_CHUNK)
-                if not data:
-                    return f"{self.peer.nick} closed the chat"
-                self._decoder.feed(data)
-                while True:
-                    try:
-                        event = self._decoder.next_event()
-                    except RemoteProtocolError as error:
-                        log.warning("bad data from %s: %s", self.peer.nick, error)
-                        if error.fatal:
-                            return f"{self.peer.nick} sent garbage: {error}"
-                        continue
-                    if event is NEED_DATA:
-                        break
-                    assert isinstance(event, Chat)
+            async for event in _net.read_messages(self._reader, self._decoder, self._room):
+                if isinstance(event, Chat):
                     on_text(event.text)
+                    continue
+                log.warning("bad data from %s: %s", self.peer.nick, event)
+                if isinstance(event, RemoteProtocolError) and event.fatal:
+                    return f"{self.peer.nick} sent garbage: {event}"
+            return f"{self.peer.nick} closed the chat"
         except (ConnectionError, OSError) as error:
             return f"connection to {self.peer.nick} lost: {error}"
         finally:
