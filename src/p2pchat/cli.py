@@ -66,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="UDP port for direct-chat requests (default: 0, any free port)",
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--plain", action="store_true", help="line mode for people and scripts")
+    mode.add_argument(
+        "--plain",
+        action="store_true",
+        help="line mode for people and scripts (the default when stdin or stdout is not a terminal; on a terminal the full-screen client opens)",
+    )
     mode.add_argument("--json", action="store_true", help="line mode with one JSON event per line")
     p.add_argument(
         "--log-dir",
