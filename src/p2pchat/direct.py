@@ -223,7 +223,7 @@ class DirectChatManager:
             data = Chat(text).encode()
         except LocalProtocolError as error:
             raise DirectChatError(str(error)) from None
-        size = len(data) - len(f"CHAT:{len(data)}:\r\n")
+        size = int(data[5 : data.index(b":", 5)])  # the Length just encoded
         if size > self._max:
             raise DirectChatError(f"message too long: {size} bytes, limit {self._max}")
         hs = self._chats.get(nick)

@@ -67,6 +67,20 @@ async def test_d23_direct_chat_both_ways(pair: tuple[ChatClient, ChatClient]) ->
     assert (await wait_event(alice, ChatReceived)).text == "fine"
 
 
+async def test_direct_message_limit_is_counted_in_bytes(
+    pair: tuple[ChatClient, ChatClient],
+) -> None:
+    """The 64 KiB limit counts UTF-8 bytes: 65,536 go through, one more is refused
+    with a sentence, and the chat goes on."""
+    alice, bob = pair
+    await alice.send_chat("bob", "é" * 32768)
+    assert (await wait_event(bob, ChatReceived)).text == "é" * 32768
+    with pytest.raises(DirectChatError, match="message too long: 65537 bytes, limit 65536"):
+        await alice.send_chat("bob", "é" * 32768 + "x")
+    await alice.send_chat("bob", "still here")
+    assert (await wait_event(bob, ChatReceived)).text == "still here"
+
+
 async def test_d23_closing_side_tells_the_other(pair: tuple[ChatClient, ChatClient]) -> None:
     """Decision 23: either side ends the chat by closing; the other side is told."""
     alice, bob = pair

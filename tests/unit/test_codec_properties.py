@@ -3,6 +3,7 @@ canonical re-encoding, and robustness against arbitrary bytes."""
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 
 import pytest
@@ -26,6 +27,7 @@ from p2pchat.protocol import (
     RemoteProtocolError,
     Role,
     Update,
+    _decoder,
     check_nick,
     decode_datagram,
 )
@@ -327,8 +329,30 @@ LIMITS = {"max_message_bytes": 32, "max_line_bytes": 64}
 # limit, a payload read as up to 4 bytes per character, and a CRLF.
 HELD_BOUND = LIMITS["max_line_bytes"] + 2 + 4 * LIMITS["max_message_bytes"] + 2
 
+# Framed messages, right or nearly: headers past the line limit, Lengths off
+# by some bytes or counted in characters, odd line ends.
+framed = st.builds(
+    lambda command, header, length, payload, end: (
+        b"%s%s%s:%s%s" % (command, header, length(payload), payload, end)
+    ),
+    st.sampled_from([b"BROADCAST:", b"CHAT:", b"ERROR:", b"chat:", b"Broadcast:"]),
+    st.sampled_from([b"", b"bob:", b"n" * 70 + b":", b"\xff:", b"b\nb:"]),
+    st.sampled_from(
+        [
+            lambda p: b"%d" % len(p),
+            lambda p: b"%d" % len(p.decode("utf-8", "replace")),
+            lambda p: b"%d" % (len(p) + 1),
+            lambda p: b"%d" % max(len(p) - 1, 0),
+            lambda p: b"000%d" % len(p),
+        ]
+    ),
+    st.one_of(st.binary(max_size=40), st.text(max_size=12).map(str.encode)),
+    st.sampled_from([b"\r\n", b"\n", b"", b"\r", b"x\r\n"]),
+)
+
 noise = st.lists(
     st.one_of(
+        framed,
         st.sampled_from(TOKENS),
         st.binary(max_size=24),
         st.sampled_from(list(MESSAGES)).flatmap(lambda r: MESSAGES[r]).map(lambda m: m.encode()),
@@ -366,6 +390,19 @@ def test_arbitrary_bytes_give_messages_or_protocol_errors(
             # Whatever was decoded can be sent on canonically.
             assert isinstance(event.encode(), bytes)
         assert decoder.buffered <= HELD_BOUND
+
+
+@settings(SETTINGS, max_examples=600)
+@given(roles, st.lists(st.one_of(framed, st.sampled_from(TOKENS)), max_size=8), st.data())
+def test_fast_path_decodes_exactly_as_the_general_path(
+    role: Role, items: list[bytes], data: st.DataObject
+) -> None:
+    pieces = split(b"".join(items), data.draw)
+    fast = decode_pieces(Decoder(role, **LIMITS), pieces)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_decoder, "_FAST_FRAMED", re.compile(rb"(?!)"))  # matches nothing
+        general = decode_pieces(Decoder(role, **LIMITS), pieces)
+    assert fast == general
 
 
 @SETTINGS

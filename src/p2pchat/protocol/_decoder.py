@@ -74,6 +74,10 @@ _EXPECTED: Final = {
     Role.PEER: frozenset({b"CHAT"}),
 }
 _ALL_COMMANDS: Final = frozenset(_FORMATS) | {b"LIST"}
+# The usual framed message, whole in the buffer: command, header, short Length.
+# Anything else (odd Lengths, character counts, partial frames, errors) takes
+# the general path, which gives the same answer for these.
+_FAST_FRAMED: Final = re.compile(rb"(?i:(CHAT|ERROR)|(BROADCAST):([^:\n]*)):([0-9]{1,7}):")
 # Every byte value but the UTF-8 continuation bytes 0x80-0xBF.
 _NOT_CONTINUATION: Final = bytes(b for b in range(256) if not 0x80 <= b < 0xC0)
 
@@ -175,6 +179,11 @@ class Decoder:
             del buf[:eol]
             self._counted = None
             self._eol_due = False
+        fast = _FAST_FRAMED.match(buf)
+        if fast is not None:
+            message = self._fast_framed(fast)
+            if message is not None:
+                return message
         limit = self._max_line + 2  # room for the CRLF
         while buf:
             lf = buf.find(b"\n", 0, limit)
@@ -196,6 +205,29 @@ class Decoder:
             if line:  # blank lines (an extra Enter in netcat) are ignored
                 return self._line(line)
         return NEED_DATA
+
+    def _fast_framed(self, fast: re.Match[bytes]) -> Message | None:
+        """The framed message ``fast`` matched, if whole and plain; None leaves it to ``_next``."""
+        buf = self._buf
+        length = int(fast[4])
+        start = fast.end()
+        end = start + length
+        if length > self._max_message or start > self._max_line + 2 or len(buf) < end + 2:
+            return None
+        if buf[end] == _LF:
+            after = end + 1
+        elif buf[end] == _CR and buf[end + 1] == _LF:
+            after = end + 2
+        else:
+            return None
+        command = (fast[1] or fast[2]).upper()
+        if command not in self._expected:
+            return None
+        header = fast[3] or b""  # taken before the delete: a match reads the buffer lazily
+        payload = bytes(buf[start:end])
+        del buf[:after]
+        self._counted = None
+        return self._build(command, header, payload)
 
     def _line_end_at(self, i: int) -> int | None:
         """Index just past a line end starting at ``i``; -1 if there is none, None if unknown yet."""
@@ -270,6 +302,10 @@ class Decoder:
         self._counted = None
         if command not in self._expected:
             raise RemoteProtocolError(f"{command.decode()} is not expected here")
+        return self._build(command, header, payload)
+
+    @staticmethod
+    def _build(command: bytes, header: bytes, payload: bytes) -> Message:
         try:
             text = payload.decode("utf-8")
             if command == b"BROADCAST":
