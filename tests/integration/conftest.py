@@ -10,6 +10,7 @@ import pytest
 
 from p2pchat.server import ChatServer
 
+from ._programs import Program
 from ._support import Connect, RawClient
 
 
@@ -36,3 +37,13 @@ async def connect(start_server: object) -> AsyncIterator[Connect]:
     yield open_client
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+async def programs() -> AsyncIterator[list[Program]]:
+    """Our programs started by a test; killed at its end if still running."""
+    started: list[Program] = []
+    yield started
+    for p in started:
+        p.kill()
+        await p.proc.wait()
