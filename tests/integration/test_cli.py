@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 
@@ -76,6 +77,23 @@ async def test_plain_mode_shows_control_sequences_escaped(programs: list[Program
     line = await _plain_line(alice, "<bob>")
     assert "\x1b" not in line and "\x9b" not in line and "\u202e" not in line
     assert line.rstrip("\n").endswith("<bob> \\e[31mred\\x9b2J \\u202etxt")
+
+
+async def test_json_mode_carries_control_sequences_as_json_escapes(
+    programs: list[Program],
+) -> None:
+    """In --json the text arrives exact once decoded, and the raw line is plain ASCII."""
+    _, port = await start_server(programs)
+    alice = await client(programs, port, "alice", "--json")
+    await alice.expect("participants")
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    await alice.expect("join", nick="bob")
+    text = "\x1b[31mred\x9b2J \u202etxt 🎉"
+    await bob.type(text)
+    raw = await alice.line()
+    assert raw.isascii() and "\x1b" not in raw, raw
+    assert json.loads(raw) == {"event": "broadcast", "from": "bob", "text": text}
 
 
 async def test_eof_waits_for_a_pending_direct_message(programs: list[Program]) -> None:

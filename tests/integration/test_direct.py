@@ -215,6 +215,26 @@ async def test_d21_init_is_acked_then_connected_and_repeats_open_nothing(
         listener.close()
 
 
+async def test_garbage_on_a_direct_connection_ends_that_chat_only(
+    alice: ChatClient, bob: RawPeer
+) -> None:
+    """A peer's bad CHAT is reported and skipped; an absurd Length ends the chat with the
+    reason, and the client goes on."""
+    alice.start_chat("bob")
+    init, _ = await bob.datagram()
+    assert isinstance(init, Init)
+    reader, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+    await wait_event(alice, ChatOpened)
+    writer.write(b"CHAT:2:\xff\xfe\r\nCHAT:2:ok\r\nCHAT:99999999:x\r\n")
+    assert (await wait_event(alice, ChatReceived)).text == "ok"
+    closed = await wait_event(alice, ChatClosed)
+    assert closed.reason.startswith("bob sent garbage: Length 99999999 is over the hard limit")
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # alice closed it
+    writer.close()
+    await alice.broadcast("still fine")  # the server connection is untouched
+    assert alice.chat_state("bob") is None
+
+
 async def test_d22_listener_takes_only_the_peer_and_only_once(
     alice: ChatClient, bob: RawPeer
 ) -> None:
