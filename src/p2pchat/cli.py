@@ -147,6 +147,11 @@ def _line_output(ui: str, nick: str) -> Output:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:
+        from .check.cli import main as check_main  # the checker is not part of chatting
+
+        return check_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     nick = args.nick if args.nick is not None else _default_nick()

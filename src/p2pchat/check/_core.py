@@ -1,0 +1,126 @@
+"""What every conformance check shares: verdicts, the registry, and running with a time limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Generic, TypeVar
+
+C = TypeVar("C")
+
+
+class Verdict(Enum):
+    PASS = "pass"
+    NONSTRICT = "non-strict"  # an accepted variant: works with a lenient peer, not canonical
+    FAIL = "fail"
+
+
+class Failed(Exception):
+    """The implementation broke the rule the check is about."""
+
+    def __init__(self, expected: str, got: str) -> None:
+        super().__init__(f"expected {expected}; got {got}")
+        self.expected = expected
+        self.got = got
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """What was expected and what came, for a verdict other than pass."""
+
+    expected: str
+    got: str
+
+
+@dataclass(frozen=True, slots=True)
+class Check(Generic[C]):
+    id: str
+    title: str
+    decisions: str  # the decisions of protocol-decisions.md (or spec parts) it tests
+    run: Callable[[C], Awaitable[None]]
+    timeout: float
+
+
+@dataclass(slots=True)
+class Result:
+    check: Check[object]
+    verdict: Verdict
+    notes: list[Note] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Registry(Generic[C]):
+    """The checks of one kind (server or client), in the order they run."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check[C]] = []
+
+    def __call__(
+        self, id: str, title: str, decisions: str, *, timeout: float = 10.0
+    ) -> Callable[[Callable[[C], Awaitable[None]]], Callable[[C], Awaitable[None]]]:
+        def register(run: Callable[[C], Awaitable[None]]) -> Callable[[C], Awaitable[None]]:
+            if any(c.id == id for c in self.checks):
+                raise ValueError(f"two checks named {id}")
+            self.checks.append(Check(id, title, decisions, run, timeout))
+            return run
+
+        return register
+
+    def select(self, only: Sequence[str]) -> list[Check[C]]:
+        """The checks named, or whose id starts with a name followed by '-'; all if none."""
+        if not only:
+            return list(self.checks)
+        chosen = [
+            c for c in self.checks if any(c.id == o or c.id.startswith(o + "-") for o in only)
+        ]
+        unknown = [
+            o for o in only if not any(c.id == o or c.id.startswith(o + "-") for c in self.checks)
+        ]
+        if unknown:
+            raise KeyError(", ".join(unknown))
+        return chosen
+
+
+class Recorder:
+    """Collects the accepted variants a check saw on its way to the end."""
+
+    def __init__(self) -> None:
+        self.variants: list[Note] = []
+
+    def variant(self, expected: str, got: str) -> None:
+        if Note(expected, got) not in self.variants:
+            self.variants.append(Note(expected, got))
+
+
+async def run_check(check: Check[C], make_context: Callable[[Recorder], C]) -> Result:
+    """Runs one check within its time limit; never raises for what the peer did."""
+    recorder = Recorder()
+    started = time.monotonic()
+    context = make_context(recorder)
+    try:
+        async with asyncio.timeout(check.timeout):
+            await check.run(context)
+    except Failed as failure:
+        result = Result(check, Verdict.FAIL, [Note(failure.expected, failure.got)])
+    except TimeoutError:
+        note = Note(f"the check to finish within {check.timeout:g} s", "no end (something hung)")
+        result = Result(check, Verdict.FAIL, [note])
+    except (OSError, EOFError) as error:
+        result = Result(check, Verdict.FAIL, [Note("a working connection", describe(error))])
+    else:
+        verdict = Verdict.NONSTRICT if recorder.variants else Verdict.PASS
+        result = Result(check, verdict, list(recorder.variants))
+    finally:
+        closing = getattr(context, "aclose", None)
+        if closing is not None:
+            await closing()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text}" if str(error) else text

@@ -1,0 +1,88 @@
+"""``p2pchat check server HOST:PORT`` and ``p2pchat check client``: arguments and the run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .. import _net
+from ._core import Registry, Result, Verdict, run_check
+from .report import line, list_checks, summary, write_junit
+from .server import ServerContext
+from .server import checks as server_checks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="p2pchat check",
+        description="Conformance checks for implementations of the p2pchat protocol. "
+        "Each check has an id, tests one decision of the protocol, and ends as pass, "
+        "non-strict (an accepted variant) or fail. Exit status 0 when nothing failed.",
+    )
+    kinds = p.add_subparsers(dest="kind", required=True, metavar="{server,client}")
+    server = kinds.add_parser("server", help="check a running server, from outside")
+    server.add_argument("address", nargs="?", metavar="HOST:PORT", help="the server to check")
+    for sub in (server,):
+        sub.add_argument("--list", action="store_true", help="list the checks and exit")
+        sub.add_argument(
+            "--only",
+            nargs="+",
+            metavar="ID",
+            default=[],
+            help="run these checks (an id, or a prefix such as 'broadcast')",
+        )
+        sub.add_argument(
+            "--junit", metavar="FILE", type=Path, help="also write the results as JUnit XML"
+        )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    registry: Registry[ServerContext] = server_checks
+    if args.list:
+        list_checks(registry.checks, sys.stdout)  # type: ignore[arg-type]
+        return 0
+    try:
+        chosen = registry.select(args.only)
+    except KeyError as unknown:
+        parser.error(f"no check named {unknown.args[0]} (see --list)")
+    if args.address is None:
+        parser.error("the server's HOST:PORT is required")
+    try:
+        host, port = _net.parse_host_port(args.address, 7777)
+    except ValueError as error:
+        parser.error(str(error))
+    results = _net.run(lambda: run_server_checks(host or "127.0.0.1", port, chosen))
+    if results is None:
+        return 1
+    print(summary(results))
+    if args.junit is not None:
+        write_junit(args.junit, "p2pchat check server", results)
+    return 1 if any(r.verdict is Verdict.FAIL for r in results) else 0
+
+
+async def run_server_checks(host: str, port: int, chosen: list) -> list[Result] | None:  # type: ignore[type-arg]
+    try:
+        async with asyncio.timeout(5):
+            _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+    except (OSError, TimeoutError) as error:
+        print(
+            f"p2pchat check: cannot connect to {host}:{port}: {error or 'timed out'}",
+            file=sys.stderr,
+        )
+        return None
+    print(f"p2pchat check server {_net.format_host_port(host, port)}\n", flush=True)
+    width = max(len(c.id) for c in chosen)
+    results = []
+    for check in chosen:
+        result = await run_check(check, lambda record: ServerContext(host, port, record))
+        results.append(result)
+        print(line(result, width), flush=True)
+    print()
+    return results

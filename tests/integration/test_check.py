@@ -1,0 +1,67 @@
+"""``p2pchat check``: the checker run against our own server, and its command line."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from p2pchat.check._core import Verdict
+from p2pchat.check.cli import run_server_checks
+from p2pchat.check.server import checks as server_checks
+from p2pchat.server import ChatServer
+
+from ._programs import PYTHON
+
+
+async def test_our_server_passes_every_server_check(server: ChatServer) -> None:
+    results = await run_server_checks("127.0.0.1", server.port, server_checks.checks)
+    assert results is not None
+    bad = {r.check.id: r.notes for r in results if r.verdict is not Verdict.PASS}
+    assert not bad, bad
+    assert len(results) == len(server_checks.checks) >= 30
+
+
+async def checker(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        PYTHON, "-m", "p2pchat.client", "check", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_list_shows_every_check_with_its_decision() -> None:
+    status, out, _ = await checker("server", "--list")
+    assert status == 0
+    lines = out.splitlines()
+    assert len(lines) == len(server_checks.checks)
+    assert all("(decision " in line for line in lines)
+    assert lines[0].startswith("register-list ")
+
+
+async def test_only_selects_and_junit_records(server: ChatServer, tmp_path: Path) -> None:
+    junit = tmp_path / "check.xml"
+    status, out, _ = await checker(
+        "server",
+        f"127.0.0.1:{server.port}",
+        "--only",
+        "broadcast",
+        "leave-reset",
+        "--junit",
+        str(junit),
+    )
+    assert status == 0, out
+    ran = [line.split()[1] for line in out.splitlines() if line.startswith("PASS")]
+    assert ran and all(i.startswith("broadcast-") or i == "leave-reset" for i in ran)
+    suite = ET.parse(junit).getroot()
+    assert suite.get("failures") == "0"
+    assert [case.get("name") for case in suite] == ran
+
+
+async def test_usage_errors_and_an_unreachable_server() -> None:
+    status, _, err = await checker("server", "127.0.0.1:1", "--only", "no-such-check")
+    assert status == 2 and "no check named no-such-check" in err
+    status, _, err = await checker("server", "127.0.0.1:1")
+    assert status == 1 and err.startswith("p2pchat check: cannot connect to 127.0.0.1:1")
