@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from p2pchat.check._core import Verdict
-from p2pchat.check.cli import run_server_checks
+from p2pchat.check.cli import run_client_checks, run_server_checks
+from p2pchat.check.client import ClientSession, CommandDriver
+from p2pchat.check.client import checks as client_checks
 from p2pchat.check.server import checks as server_checks
 from p2pchat.server import ChatServer
 
@@ -65,3 +68,18 @@ async def test_usage_errors_and_an_unreachable_server() -> None:
     assert status == 2 and "no check named no-such-check" in err
     status, _, err = await checker("server", "127.0.0.1:1")
     assert status == 1 and err.startswith("p2pchat check: cannot connect to 127.0.0.1:1")
+
+
+async def test_our_client_passes_every_client_check() -> None:
+    command = f"{shlex.quote(PYTHON)} -m p2pchat.client --server {{server}} --nick {{nick}} --json"
+    session = ClientSession(CommandDriver(command), "alice")
+    results = await run_client_checks(session, client_checks.checks)
+    assert results is not None
+    bad = {r.check.id: r.notes for r in results if r.verdict is not Verdict.PASS}
+    assert not bad, bad
+    assert len(results) == len(client_checks.checks) >= 15
+
+
+async def test_a_client_command_that_cannot_start_is_reported() -> None:
+    status, _, err = await checker("client", "--cmd", "/nonexistent/client --json")
+    assert status == 1 and err.startswith("p2pchat check: cannot start the client:")

@@ -35,13 +35,15 @@ def length_in_bytes(got: Received, what: str) -> None:
         )
 
 
-def judge(record: Recorder, got: Received, canonical: bytes, what: str) -> None:
+def judge(
+    record: Recorder, got: Received, canonical: bytes, what: str, role: Role = Role.CLIENT
+) -> None:
     """Passes the canonical bytes; records an accepted variant of the same message;
-    fails anything else."""
+    fails anything else. ``role`` is the side that receives the message."""
     if got.raw == canonical:
         return
     try:
-        expected = decode_one(canonical)
+        expected = decode_one(canonical, role)
     except RemoteProtocolError:  # a canonical message always decodes
         raise AssertionError(f"not canonical: {canonical!r}") from None
     if got.message != expected:

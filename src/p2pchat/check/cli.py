@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import _net
-from ._core import Registry, Result, Verdict, run_check
+from ._core import Check, Result, Verdict, run_check
+from .client import ClientSession, CommandDriver, PersonDriver
+from .client import checks as client_checks
 from .report import line, list_checks, summary, write_junit
 from .server import ServerContext
 from .server import checks as server_checks
@@ -25,7 +27,29 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{server,client}")
     server = kinds.add_parser("server", help="check a running server, from outside")
     server.add_argument("address", nargs="?", metavar="HOST:PORT", help="the server to check")
-    for sub in (server,):
+    client = kinds.add_parser(
+        "client",
+        help="check a client: the checker plays the server and a second participant",
+        description="The checker plays the server on 127.0.0.1 and a participant named carol. "
+        "Follow the instructions it prints with your client and answer its questions; or give "
+        "--cmd to have it run a client that speaks the --json line interface unattended.",
+    )
+    client.add_argument(
+        "--cmd",
+        metavar="COMMAND",
+        help="a client to run, with {server}, {host}, {port} and {nick} filled in, e.g. "
+        "'p2pchat --server {server} --nick {nick} --json'",
+    )
+    client.add_argument(
+        "--nick", default="alice", help="the nickname the client registers (default: alice)"
+    )
+    client.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the port the checker listens on (default: any free port)",
+    )
+    for sub in (server, client):
         sub.add_argument("--list", action="store_true", help="list the checks and exit")
         sub.add_argument(
             "--only",
@@ -43,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    registry: Registry[ServerContext] = server_checks
+    registry = server_checks if args.kind == "server" else client_checks
     if args.list:
         list_checks(registry.checks, sys.stdout)  # type: ignore[arg-type]
         return 0
@@ -51,22 +75,60 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = registry.select(args.only)
     except KeyError as unknown:
         parser.error(f"no check named {unknown.args[0]} (see --list)")
+    if args.kind == "client":
+        driver = CommandDriver(args.cmd) if args.cmd else PersonDriver()
+        session = ClientSession(driver, args.nick, args.port)
+        results = _net.run(lambda: run_client_checks(session, chosen))  # type: ignore[arg-type]
+        return finish(results, args.junit, "p2pchat check client")
     if args.address is None:
         parser.error("the server's HOST:PORT is required")
     try:
         host, port = _net.parse_host_port(args.address, 7777)
     except ValueError as error:
         parser.error(str(error))
-    results = _net.run(lambda: run_server_checks(host or "127.0.0.1", port, chosen))
+    results = _net.run(lambda: run_server_checks(host or "127.0.0.1", port, chosen))  # type: ignore[arg-type]
+    return finish(results, args.junit, "p2pchat check server")
+
+
+def finish(results: list[Result] | None, junit: Path | None, suite: str) -> int:
     if results is None:
         return 1
     print(summary(results))
-    if args.junit is not None:
-        write_junit(args.junit, "p2pchat check server", results)
+    if junit is not None:
+        write_junit(junit, suite, results)
     return 1 if any(r.verdict is Verdict.FAIL for r in results) else 0
 
 
-async def run_server_checks(host: str, port: int, chosen: list) -> list[Result] | None:  # type: ignore[type-arg]
+async def run_client_checks(
+    session: ClientSession, chosen: list[Check[ClientSession]]
+) -> list[Result]:
+    try:
+        await session.start()
+    except OSError as error:
+        await session.close()
+        print(f"p2pchat check: cannot start the client: {error}", file=sys.stderr)
+        return None
+    print(
+        f"p2pchat check client: the checker is the server on 127.0.0.1:{session.server_port}, "
+        "and carol is another participant\n",
+        flush=True,
+    )
+    width = max(len(c.id) for c in chosen)
+    results = []
+    try:
+        for check in chosen:
+            result = await run_check(check, session.use)
+            results.append(result)
+            print(line(result, width), flush=True)
+    finally:
+        await session.close()
+    print()
+    return results
+
+
+async def run_server_checks(
+    host: str, port: int, chosen: list[Check[ServerContext]]
+) -> list[Result] | None:
     try:
         async with asyncio.timeout(5):
             _, writer = await asyncio.open_connection(host, port)

@@ -1,0 +1,603 @@
+"""Checks of a client: ``p2pchat check client``.
+
+The checker plays the server on a local port, and a second participant,
+carol, with UDP and TCP sockets of her own. A person drives the client under
+test by following the instructions printed, and answers what it shows; with
+``--cmd`` the checker starts a client that speaks the ``--json`` line
+interface and drives it unattended.
+
+The checks are one scenario: each asks for what it needs (a registered
+client, an open direct chat) and the first that needs it makes it happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import shlex
+import socket
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..protocol import (
+    Ack,
+    Chat,
+    Init,
+    Participant,
+    ParticipantList,
+    Register,
+    RemoteProtocolError,
+    Role,
+    canonical_ip,
+    decode_datagram,
+    encode_broadcast,
+    is_unspecified,
+)
+from ._core import Failed, Recorder, Registry
+from ._judge import judge, length_in_bytes
+from ._wire import Received, Wire, show
+
+checks: Registry[ClientSession] = Registry()
+CARRY = 5.0  # seconds a client has to act on something it was sent
+
+
+# -- who drives the client ------------------------------------------------------------------
+
+
+class Driver(Protocol):
+    async def start(self, server: str, nick: str) -> None: ...
+    async def type(self, instruction: str, line: str) -> None: ...
+    async def shows(self, question: str, event: str, **keys: Any) -> bool: ...
+    async def saw(self, question: str, event: str, **keys: Any) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class PersonDriver:
+    """A person at the client: instructions out, yes/no answers in."""
+
+    def __init__(self, ask: Callable[[str], str] = input) -> None:
+        self._ask = ask
+
+    async def start(self, server: str, nick: str) -> None:
+        print(f">>> Connect your client to {server} with the nickname '{nick}'.", flush=True)
+
+    async def type(self, instruction: str, line: str) -> None:
+        print(f">>> {instruction}", flush=True)
+
+    async def shows(self, question: str, event: str, **keys: Any) -> bool:
+        answer = await asyncio.to_thread(self._ask, f"??? {question} [y/n] ")
+        return answer.strip().lower().startswith("y")
+
+    async def saw(self, question: str, event: str, **keys: Any) -> bool:
+        return await self.shows(question, event, **keys)
+
+    async def close(self) -> None:
+        print(">>> That was all: you may quit your client.", flush=True)
+
+
+class CommandDriver:
+    """A client program that speaks the ``--json`` line interface, run by the checker."""
+
+    def __init__(self, command: str) -> None:
+        self._template = command
+        self._proc: asyncio.subprocess.Process | None = None
+        self._events: list[dict[str, Any]] = []  # not yet matched by shows()
+        self._history: list[dict[str, Any]] = []
+        self._arrived = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self, server: str, nick: str) -> None:
+        host, _, port = server.rpartition(":")
+        words = [
+            w.format(server=server, host=host, port=port, nick=nick)
+            for w in shlex.split(self._template)
+        ]
+        self._proc = await asyncio.create_subprocess_exec(
+            *words,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        async for raw in self._proc.stdout:
+            with contextlib.suppress(ValueError):
+                event = json.loads(raw)
+                if isinstance(event, dict):
+                    self._events.append(event)
+                    self._history.append(event)
+                    self._arrived.set()
+
+    async def type(self, instruction: str, line: str) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        if self._proc.returncode is not None:
+            raise Failed(f"the client running, to {instruction}", "it has exited")
+        self._proc.stdin.write(line.encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await self._proc.stdin.drain()
+
+    async def shows(self, question: str, event: str, **keys: Any) -> bool:
+        """True once an event named ``event`` with these keys arrives; False after CARRY s."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CARRY
+        while True:
+            for i, e in enumerate(self._events):
+                if e.get("event") == event and all(_has(e, k, v) for k, v in keys.items()):
+                    del self._events[: i + 1]
+                    return True
+            self._arrived.clear()
+            try:
+                async with asyncio.timeout(max(deadline - loop.time(), 0)):
+                    await self._arrived.wait()
+            except TimeoutError:
+                return False
+
+    async def saw(self, question: str, event: str, **keys: Any) -> bool:
+        """Whether such an event came at any time so far."""
+        return any(
+            e.get("event") == event and all(_has(e, k, v) for k, v in keys.items())
+            for e in self._history
+        )
+
+    async def close(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.returncode is None:
+            self._proc.kill()
+        await self._proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+def _has(event: dict[str, Any], key: str, value: Any) -> bool:
+    if key == "participants":  # a nickname that must be among them
+        return any(p.get("nick") == value for p in event.get("participants", []))
+    return event.get(key) == value
+
+
+# -- the checker's side: server, carol and a stranger ------------------------------------
+
+
+class Datagrams(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.queue.put_nowait((data, addr[:2]))
+
+
+class Udp:
+    def __init__(self, transport: asyncio.DatagramTransport, inbox: Datagrams) -> None:
+        self.transport = transport
+        self.inbox = inbox
+
+    @property
+    def port(self) -> int:
+        return self.transport.get_extra_info("sockname")[1]
+
+    async def receive(self, timeout: float) -> tuple[bytes, tuple[str, int]] | None:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self.inbox.queue.get()
+        except TimeoutError:
+            return None
+
+
+async def open_udp() -> Udp:
+    loop = asyncio.get_running_loop()
+    transport, inbox = await loop.create_datagram_endpoint(Datagrams, local_addr=("127.0.0.1", 0))
+    return Udp(transport, inbox)
+
+
+class ClientSession:
+    """The scenario's state, shared by the checks in turn."""
+
+    def __init__(self, driver: Driver, nick: str, port: int = 0) -> None:
+        self.driver = driver
+        self.nick = nick
+        self.record = Recorder()
+        self._port = port
+        self._listener: asyncio.Server | None = None
+        self._accepted: asyncio.Queue[Wire] = asyncio.Queue()
+        self.server_port = 0
+        self.conn: Wire | None = None
+        self.me: Participant | None = None
+        self.register_raw: Received | None = None
+        self.carol: Participant | None = None
+        self.carol_udp: Udp | None = None
+        self.chat: Wire | None = None  # the open direct chat with carol, carol's end
+        self.first_init: tuple[Init, bytes, tuple[str, int]] | None = None
+        self._failed: dict[str, str] = {}
+        self._sockets: list[Udp] = []
+
+    def use(self, record: Recorder) -> ClientSession:
+        self.record = record
+        return self
+
+    async def start(self) -> None:
+        async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._accepted.put(Wire(reader, writer, "client", Role.SERVER))
+
+        self._listener = await asyncio.start_server(accepted, "127.0.0.1", self._port)
+        self.server_port = self._listener.sockets[0].getsockname()[1]
+        self.carol_udp = await open_udp()
+        self._sockets.append(self.carol_udp)
+        self.carol = Participant("carol", "127.0.0.1", self.carol_udp.port)
+        await self.driver.start(f"127.0.0.1:{self.server_port}", self.nick)
+
+    async def close(self) -> None:
+        await self.driver.close()
+        for wire in (self.chat, self.conn):
+            if wire is not None:
+                await wire.close()
+        for udp in self._sockets:
+            udp.transport.close()
+        if self._listener is not None:
+            self._listener.close()
+
+    # -- steps the checks need -------------------------------------------------------
+
+    async def step(self, name: str, make: Callable[[], Any]) -> None:
+        """Runs a step once; a later check that needs a failed step fails saying so."""
+        if name in self._failed:
+            raise Failed(f"{name} first", f"not reached: {self._failed[name]}")
+        try:
+            await make()
+        except Failed as failure:
+            self._failed[name] = f"{failure.expected}; got {failure.got}"
+            raise
+
+    async def registered(self) -> tuple[Wire, Participant]:
+        if self.me is None:
+            await self.step("client-register", self._register)
+        assert self.conn is not None and self.me is not None
+        return self.conn, self.me
+
+    async def _register(self) -> None:
+        try:
+            async with asyncio.timeout(60):
+                self.conn = await self._accepted.get()
+        except TimeoutError:
+            raise Failed("a connection from the client", "none within 60 s") from None
+        got = await self.conn.receive(30)
+        if got is None or not isinstance(got.message, Register):
+            raise Failed(
+                "REGISTER:Nickname:IP-Address:UDP-Port",
+                "the connection closed" if got is None else str(got),
+            )
+        self.register_raw = got
+        me = got.message.participant
+        if is_unspecified(me.ip):
+            me = Participant(me.nick, canonical_ip(self.conn.peer_address[0]), me.udp_port)
+        self.me = me
+        if me.nick != self.nick:
+            raise Failed(f"the nickname {self.nick}", show(got.raw))
+        assert self.carol is not None
+        await self.conn.send(ParticipantList((self.carol, me)).encode())
+
+    async def open_chat(self) -> Wire:
+        """A direct chat the client opened with carol, from carol's end."""
+        if self.chat is None:
+            await self.step("client-direct-connect", self._connect)
+        assert self.chat is not None
+        return self.chat
+
+    async def initiated(self) -> tuple[Init, bytes, tuple[str, int]]:
+        if self.first_init is None:
+            await self.step("client-init", self._ask_for_chat)
+        assert self.first_init is not None
+        return self.first_init
+
+    async def _ask_for_chat(self) -> None:
+        await self.registered()
+        assert self.carol_udp is not None
+        await self.driver.type("Open a direct chat with carol.", "/chat carol")
+        got = await self.carol_udp.receive(60)
+        if got is None:
+            raise Failed("an INIT at carol's UDP port (decision 19)", "nothing within 60 s")
+        data, source = got
+        try:
+            init = decode_datagram(data)
+        except RemoteProtocolError as error:
+            raise Failed("INIT:Secret:TCP-Port", f"{show(data)} ({error})") from None
+        if not isinstance(init, Init):
+            raise Failed("INIT:Secret:TCP-Port", show(data))
+        self.first_init = (init, data, source)
+
+    async def _connect(self) -> None:
+        init, _, source = await self.initiated()
+        assert self.carol_udp is not None
+        self.carol_udp.transport.sendto(Ack(init.secret).encode(), source)
+        try:
+            async with asyncio.timeout(CARRY):
+                reader, writer = await asyncio.open_connection(source[0], init.tcp_port)
+        except (OSError, TimeoutError) as error:
+            raise Failed(
+                f"the client listening on {source[0]}:{init.tcp_port} (decision 19)",
+                str(error) or "no answer",
+            ) from None
+        self.chat = Wire(reader, writer, "chat", Role.PEER)
+        if not await self.driver.shows(
+            "Does your client show a direct chat with carol open?", "chat_opened", peer="carol"
+        ):
+            raise Failed("the client to show the direct chat with carol open", "it did not")
+
+    async def stranger(self) -> Udp:
+        udp = await open_udp()
+        self._sockets.append(udp)
+        return udp
+
+
+async def refused(udp: Udp, what: str) -> None:
+    """Nothing may come back to ``udp`` (an ACK, for example) within CARRY/2 seconds."""
+    got = await udp.receive(CARRY / 2)
+    if got is not None:
+        raise Failed(what, show(got[0]))
+
+
+# -- the checks ---------------------------------------------------------------------
+
+
+@checks("client-register", "the client registers with a canonical REGISTER", "5, 6, 7, spec")
+async def _register(s: ClientSession) -> None:
+    await s.registered()
+    got = s.register_raw
+    assert got is not None and isinstance(got.message, Register)
+    judge(s.record, got, got.message.encode(), "the REGISTER", Role.SERVER)
+
+
+@checks("client-udp-bound", "the UDP port the client registers is really bound", "19")
+async def _udp_bound(s: ClientSession) -> None:
+    _, me = await s.registered()
+    family = socket.AF_INET6 if ":" in me.ip else socket.AF_INET
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.bind((me.ip, me.udp_port))
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            return  # the client holds it
+        if error.errno == errno.EADDRNOTAVAIL:
+            s.record.variant(
+                "a registered IP of this machine", f"{me.ip}, which is not; not checked"
+            )
+            return
+        raise
+    finally:
+        probe.close()
+    raise Failed(f"UDP port {me.udp_port} bound by the client", "nobody holds it")
+
+
+@checks("client-list-shown", "the client takes the LIST and knows carol", "10, spec")
+async def _list(s: ClientSession) -> None:
+    await s.registered()
+    if not await s.driver.shows(
+        "Does your client list carol as a participant?", "participants", participants="carol"
+    ):
+        raise Failed("carol among the participants shown", "she is not")
+
+
+@checks("client-join-leave-shown", "UPDATE:JOIN and UPDATE:LEAVE are shown", "9, 15, spec")
+async def _join_leave(s: ClientSession) -> None:
+    conn, _ = await s.registered()
+    dave = Participant("dave", "127.0.0.1", 4999)
+    await conn.send(b"UPDATE:JOIN:%s\r\n" % dave.wire().encode())
+    if not await s.driver.shows("Does your client show that dave joined?", "join", nick="dave"):
+        raise Failed("the client to show dave joining", "it did not")
+    await conn.send(b"UPDATE:LEAVE:%s\r\n" % dave.wire().encode())
+    if not await s.driver.shows("Does your client show that dave left?", "leave", nick="dave"):
+        raise Failed("the client to show dave leaving", "it did not")
+
+
+@checks("client-broadcast-shown", "a BROADCAST with ':', CRLF and emoji is shown whole", "3, spec")
+async def _broadcast_shown(s: ClientSession) -> None:
+    conn, _ = await s.registered()
+    text = "hi: there\r\nsecond line 🎉"
+    await conn.send(encode_broadcast("carol", text))
+    if not await s.driver.shows(
+        "Does your client show carol's message 'hi: there', 'second line 🎉' as ONE message?",
+        "broadcast",
+        **{"from": "carol", "text": text},
+    ):
+        raise Failed(f"carol's message {text!r} shown whole", "it was not")
+
+
+@checks(
+    "client-ignores-self",
+    "an echo of its own BROADCAST and an UPDATE about itself are not shown",
+    "10",
+)
+async def _ignores_self(s: ClientSession) -> None:
+    conn, me = await s.registered()
+    await conn.send(b"UPDATE:JOIN:%s\r\n" % me.wire().encode())
+    await conn.send(encode_broadcast(me.nick, "an echo"))
+    await conn.send(encode_broadcast("carol", "after the echo"))
+    if not await s.driver.shows(
+        "Does your client show carol's message 'after the echo'?",
+        "broadcast",
+        **{"from": "carol", "text": "after the echo"},
+    ):
+        raise Failed("carol's message 'after the echo' shown", "it was not")
+    if await s.driver.saw(
+        f"Did your client show the message 'an echo' from {me.nick}, yourself?",
+        "broadcast",
+        **{"from": me.nick},
+    ):
+        raise Failed("its own broadcast echoed by a server not shown (decision 10)", "it was shown")
+    if await s.driver.saw(
+        f"Did your client show {me.nick} (yourself) joining?", "join", nick=me.nick
+    ):
+        raise Failed("an UPDATE about itself not shown (decision 10)", "it was shown")
+
+
+@checks("client-sends-broadcast", "a typed message goes out as one canonical BROADCAST", "3, 13")
+async def _sends(s: ClientSession) -> None:
+    conn, me = await s.registered()
+    text = "hello:world 🎉"
+    await s.driver.type(f"Send the broadcast: {text}", text)
+    canonical = encode_broadcast(me.nick, text)
+    got, _ = await conn.expect(
+        f"{show(canonical)}", lambda r: r.raw.upper().startswith(b"BROADCAST"), 60
+    )
+    length_in_bytes(got, "the BROADCAST")
+    judge(s.record, got, canonical, "the BROADCAST", Role.SERVER)
+
+
+@checks("client-init", "a direct chat starts with an INIT from the registered UDP port", "8, 19")
+async def _init(s: ClientSession) -> None:
+    init, raw, source = await s.initiated()
+    _, me = await s.registered()
+    if source[1] != me.udp_port:
+        raise Failed(
+            f"the INIT from the registered UDP port {me.udp_port} (decision 19)",
+            f"from port {source[1]}",
+        )
+    if len(init.secret) < 16:
+        s.record.variant(
+            "a secret of at least 128 random bits (decision 8)", f"{len(init.secret)} characters"
+        )
+    judge_datagram(s.record, raw, init.encode(), "the INIT")
+
+
+@checks("client-init-resent", "an unanswered INIT is sent again with the same secret", "20")
+async def _resent(s: ClientSession) -> None:
+    init, _, source = await s.initiated()
+    assert s.carol_udp is not None
+    got = await s.carol_udp.receive(3)
+    if got is None:
+        raise Failed("the INIT again within 3 s while unanswered (decision 20)", "nothing")
+    data, again_from = got
+    with contextlib.suppress(RemoteProtocolError):
+        if decode_datagram(data) == init and again_from == source:
+            return
+    raise Failed(
+        f"the same INIT again from {source[0]}:{source[1]}", f"{show(data)} from {again_from}"
+    )
+
+
+@checks("client-direct-connect", "after the ACK the client takes carol's TCP connection", "21, 22")
+async def _connect(s: ClientSession) -> None:
+    await s.open_chat()
+
+
+@checks("client-chat-sends", "a direct message goes out as a canonical CHAT frame", "3, 23")
+async def _chat_sends(s: ClientSession) -> None:
+    chat = await s.open_chat()
+    text = "hi carol: 🎉"
+    await s.driver.type(f"Send carol the direct message: {text}", f"/msg carol {text}")
+    got, _ = await chat.expect(
+        "a CHAT frame", lambda r: isinstance(r.message, Chat) or r.problem is not None, 60
+    )
+    canonical = Chat(text).encode()
+    if got.raw != canonical:
+        length_in_bytes(got, "the CHAT")
+        if got.message != Chat(text):
+            raise Failed(show(canonical), str(got))
+        s.record.variant(f"the canonical form {show(canonical)}", show(got.raw))
+
+
+@checks("client-chat-shown", "a CHAT frame from carol with ':' and CRLF is shown whole", "3, 23")
+async def _chat_shown(s: ClientSession) -> None:
+    chat = await s.open_chat()
+    text = "from carol: line one\r\nline two"
+    await chat.send(Chat(text).encode())
+    if not await s.driver.shows(
+        "Does your client show carol's direct message 'from carol: line one', 'line two' as ONE message?",
+        "chat",
+        **{"from": "carol", "text": text},
+    ):
+        raise Failed(f"carol's direct message {text!r} shown whole", "it was not")
+
+
+@checks(
+    "client-chat-closed", "carol closing the connection ends the chat, and the user is told", "23"
+)
+async def _chat_closed(s: ClientSession) -> None:
+    chat = await s.open_chat()
+    await chat.close()
+    s.chat = None
+    if not await s.driver.shows(
+        "Does your client show that the chat with carol ended?", "chat_closed", peer="carol"
+    ):
+        raise Failed("the client to tell the chat with carol ended", "it did not")
+
+
+@checks(
+    "client-accepts-init",
+    "an INIT from carol is ACKed from the registered port and connected",
+    "21, 22",
+)
+async def _accepts(s: ClientSession) -> None:
+    _, me = await s.registered()
+    assert s.carol_udp is not None
+    listener_conns: asyncio.Queue[Wire] = asyncio.Queue()
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await listener_conns.put(Wire(reader, writer, "carol-chat", Role.PEER))
+
+    listener = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        init = Init("c4r0l-s3cret-" + "x" * 16, port)
+        s.carol_udp.transport.sendto(init.encode(), (me.ip, me.udp_port))
+        got = await s.carol_udp.receive(CARRY)
+        if got is None:
+            raise Failed(
+                "ACK:INIT:Secret back to carol (decision 21)", f"nothing within {CARRY:g} s"
+            )
+        data, source = got
+        if source[1] != me.udp_port:
+            raise Failed(
+                f"the ACK from the registered UDP port {me.udp_port}", f"from port {source[1]}"
+            )
+        judge_datagram(s.record, data, Ack(init.secret).encode(), "the ACK")
+        try:
+            async with asyncio.timeout(CARRY):
+                wire = await listener_conns.get()
+        except TimeoutError:
+            raise Failed(f"a TCP connection to carol's port {port} (decision 21)", "none") from None
+        s.chat = wire
+        if not await s.driver.shows(
+            "Does your client show a direct chat with carol open?", "chat_opened", peer="carol"
+        ):
+            raise Failed("the client to show the direct chat with carol open", "it did not")
+        # A repeat of the same INIT is acknowledged again but opens nothing (decision 21).
+        s.carol_udp.transport.sendto(init.encode(), (me.ip, me.udp_port))
+        again = await s.carol_udp.receive(CARRY)
+        if again is None:
+            raise Failed("the repeated INIT ACKed again (decision 21)", "no ACK")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CARRY / 2):
+                second = await listener_conns.get()
+                await second.close()
+                raise Failed(
+                    "no second connection for a repeated INIT (decision 21)", "a second connection"
+                )
+    finally:
+        listener.close()
+
+
+@checks("client-ignores-stranger", "an INIT from an address not in the list is ignored", "21")
+async def _stranger(s: ClientSession) -> None:
+    _, me = await s.registered()
+    udp = await s.stranger()
+    udp.transport.sendto(Init("stranger-secret-xxxxxxxxxx", 9).encode(), (me.ip, me.udp_port))
+    await refused(udp, "no answer to an INIT from a stranger (decision 21)")
+
+
+def judge_datagram(record: Recorder, raw: bytes, canonical: bytes, what: str) -> None:
+    if raw == canonical:
+        return
+    try:
+        same = decode_datagram(raw) == decode_datagram(canonical)
+    except RemoteProtocolError:
+        same = False
+    if not same:
+        raise Failed(f"{what}: {show(canonical)}", show(raw))
+    record.variant(f"{what} in the canonical form {show(canonical)}", show(raw))
+
+
+__all__ = ["ClientSession", "CommandDriver", "PersonDriver", "checks"]
