@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,8 @@ from .client import checks as client_checks
 from .report import line, list_checks, summary, write_junit
 from .server import ServerContext
 from .server import checks as server_checks
+
+PERSON_PATIENCE = 18  # a person gets 3 minutes where a program gets 10 s
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,21 +105,24 @@ def finish(results: list[Result] | None, junit: Path | None, suite: str) -> int:
 async def run_client_checks(
     session: ClientSession, chosen: list[Check[ClientSession]]
 ) -> list[Result]:
-    try:
-        await session.start()
-    except OSError as error:
-        await session.close()
-        print(f"p2pchat check: cannot start the client: {error}", file=sys.stderr)
-        return None
+    await session.start()
     print(
         f"p2pchat check client: the checker is the server on 127.0.0.1:{session.server_port}, "
         "and carol is another participant\n",
         flush=True,
     )
+    try:
+        await session.driver.start(f"127.0.0.1:{session.server_port}", session.nick)
+    except OSError as error:
+        await session.close()
+        print(f"p2pchat check: cannot start the client: {error}", file=sys.stderr)
+        return None
     width = max(len(c.id) for c in chosen)
     results = []
     try:
         for check in chosen:
+            if isinstance(session.driver, PersonDriver):  # people read, type and answer
+                check = dataclasses.replace(check, timeout=check.timeout * PERSON_PATIENCE)
             result = await run_check(check, session.use)
             results.append(result)
             print(line(result, width), flush=True)

@@ -227,7 +227,6 @@ class ClientSession:
         self.carol_udp = await open_udp()
         self._sockets.append(self.carol_udp)
         self.carol = Participant("carol", "127.0.0.1", self.carol_udp.port)
-        await self.driver.start(f"127.0.0.1:{self.server_port}", self.nick)
 
     async def close(self) -> None:
         await self.driver.close()
