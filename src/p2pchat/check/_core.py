@@ -42,6 +42,7 @@ class Check(Generic[C]):
     decisions: str  # the decisions of protocol-decisions.md (or spec parts) it tests
     run: Callable[[C], Awaitable[None]]
     timeout: float
+    slow: bool = False  # run only when asked for: by id, or with --slow
 
 
 @dataclass(slots=True)
@@ -59,20 +60,21 @@ class Registry(Generic[C]):
         self.checks: list[Check[C]] = []
 
     def __call__(
-        self, id: str, title: str, decisions: str, *, timeout: float = 10.0
+        self, id: str, title: str, decisions: str, *, timeout: float = 10.0, slow: bool = False
     ) -> Callable[[Callable[[C], Awaitable[None]]], Callable[[C], Awaitable[None]]]:
         def register(run: Callable[[C], Awaitable[None]]) -> Callable[[C], Awaitable[None]]:
             if any(c.id == id for c in self.checks):
                 raise ValueError(f"two checks named {id}")
-            self.checks.append(Check(id, title, decisions, run, timeout))
+            self.checks.append(Check(id, title, decisions, run, timeout, slow))
             return run
 
         return register
 
-    def select(self, only: Sequence[str]) -> list[Check[C]]:
-        """The checks named, or whose id starts with a name followed by '-'; all if none."""
+    def select(self, only: Sequence[str], slow: bool = False) -> list[Check[C]]:
+        """The checks named, or whose id starts with a name followed by '-'; if none are
+        named, every check (the slow ones only if ``slow``)."""
         if not only:
-            return list(self.checks)
+            return [c for c in self.checks if slow or not c.slow]
         chosen = [
             c for c in self.checks if any(c.id == o or c.id.startswith(o + "-") for o in only)
         ]

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (server, client):
         sub.add_argument("--list", action="store_true", help="list the checks and exit")
         sub.add_argument(
+            "--slow", action="store_true", help="also run the slow checks (marked 'slow' in --list)"
+        )
+        sub.add_argument(
             "--only",
             nargs="+",
             metavar="ID",
@@ -75,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         list_checks(registry.checks, sys.stdout)  # type: ignore[arg-type]
         return 0
     try:
-        chosen = registry.select(args.only)
+        chosen = registry.select(args.only, args.slow)
     except KeyError as unknown:
         parser.error(f"no check named {unknown.args[0]} (see --list)")
     if args.kind == "client":

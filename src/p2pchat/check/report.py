@@ -16,7 +16,8 @@ _LABEL = {Verdict.PASS: "PASS", Verdict.NONSTRICT: "NON-STRICT", Verdict.FAIL: "
 def list_checks(checks: Sequence[Check[object]], out: TextIO) -> None:
     width = max(len(c.id) for c in checks)
     for c in checks:
-        out.write(f"{c.id:<{width}}  {c.title} (decision {c.decisions})\n")
+        slow = ", slow" if c.slow else ""
+        out.write(f"{c.id:<{width}}  {c.title} (decision {c.decisions}{slow})\n")
 
 
 def line(result: Result, width: int) -> str:

@@ -573,6 +573,22 @@ async def _line_too_long(ctx: ServerContext) -> None:
 
 
 @checks(
+    "limit-register-timeout",
+    "a connection that never registers is closed with ERROR (30 s by default)",
+    "17",
+    timeout=45,
+    slow=True,
+)
+async def _register_timeout(ctx: ServerContext) -> None:
+    wire = await ctx.connect("silent")
+    got, _ = await wire.expect("an ERROR for a connection that never registers", is_error, 40)
+    sentence(got, "an ERROR for a connection that never registers")
+    closed, after = await wire.closed(5)
+    if not closed:
+        raise Failed("the connection closed after the ERROR", f"still open; {listing(after)}")
+
+
+@checks(
     "limit-slow-consumer",
     "a client that stops reading is dropped; the others are not slowed",
     "17",
