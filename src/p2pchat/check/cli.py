@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{server,client}")
     server = kinds.add_parser("server", help="check a running server, from outside")
     server.add_argument("address", nargs="?", metavar="HOST:PORT", help="the server to check")
+    server.add_argument(
+        "--register-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the server's registration timeout, for the slow check of it (default: 30)",
+    )
     client = kinds.add_parser(
         "client",
         help="check a client: the checker plays the server and a second participant",
@@ -92,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         host, port = _net.parse_host_port(args.address, 7777)
     except ValueError as error:
         parser.error(str(error))
-    results = _net.run(lambda: run_server_checks(host or "127.0.0.1", port, chosen))  # type: ignore[arg-type]
+    results = _net.run(
+        lambda: run_server_checks(host or "127.0.0.1", port, chosen, args.register_timeout)  # type: ignore[arg-type]
+    )
     return finish(results, args.junit, "p2pchat check server")
 
 
@@ -136,7 +145,7 @@ async def run_client_checks(
 
 
 async def run_server_checks(
-    host: str, port: int, chosen: list[Check[ServerContext]]
+    host: str, port: int, chosen: list[Check[ServerContext]], register_timeout: float = 30.0
 ) -> list[Result] | None:
     try:
         async with asyncio.timeout(5):
@@ -152,7 +161,11 @@ async def run_server_checks(
     width = max(len(c.id) for c in chosen)
     results = []
     for check in chosen:
-        result = await run_check(check, lambda record: ServerContext(host, port, record))
+        if check.timeout == 0:  # as long as the server's registration timeout allows
+            check = dataclasses.replace(check, timeout=register_timeout + 10)
+        result = await run_check(
+            check, lambda record: ServerContext(host, port, record, register_timeout)
+        )
         results.append(result)
         print(line(result, width), flush=True)
     print()
