@@ -592,9 +592,13 @@ async def test_d17_sendq_overflow_drops_slow_reader_others_get_leave_and_keep_re
 
     text = "x" * 16384
     left_at = None
+    held = 0  # the most the server held for any one client
     for i in range(400):  # at most 400 * 16 KiB go out before the drop must have happened
         alice.send(bcast("alice", f"{i:04d}{text}"))
         message = await bob.recv()
+        held = max(
+            held, *(c.transport.get_write_buffer_size() for c in server._connections if c.transport)
+        )
         if message == leave(CAROL):
             left_at = i
             message = await bob.recv()
@@ -602,6 +606,8 @@ async def test_d17_sendq_overflow_drops_slow_reader_others_get_leave_and_keep_re
         if left_at is not None:
             break
     assert left_at is not None, "the client that never reads was not dropped"
+    # Memory stays bounded: never more than the limit and the message that crossed it.
+    assert held <= sendq + len(bcast("alice", f"0000{text}")), held
     await alice.expect(leave(CAROL))
     for i in range(3):  # the others keep receiving
         alice.send(bcast("alice", f"after {i}"))
