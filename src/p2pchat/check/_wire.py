@@ -61,9 +61,15 @@ class Wire:
     """One connection to the implementation under test."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, label: str, role: Role
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        label: str,
+        role: Role,
+        patience: float = 5.0,
     ) -> None:
         self.label = label
+        self.patience = patience  # seconds to wait for an answer before calling it missing
         self._reader = reader
         self._writer = writer
         limits = {"max_message_bytes": LENGTH_HARD_LIMIT}
@@ -128,9 +134,10 @@ class Wire:
         return Received(raw, event)
 
     async def expect(
-        self, what: str, match: Callable[[Received], bool], timeout: float = 5.0
+        self, what: str, match: Callable[[Received], bool], timeout: float | None = None
     ) -> tuple[Received, list[Received]]:
         """Reads until a message ``match``es; returns it and what came before it."""
+        timeout = self.patience if timeout is None else timeout
         before: list[Received] = []
         while True:
             try:
@@ -143,7 +150,7 @@ class Wire:
                 return got, before
             before.append(got)
 
-    async def barrier(self, timeout: float = 5.0) -> list[Received]:
+    async def barrier(self, timeout: float | None = None) -> list[Received]:
         """Everything the server sent before its answer to a LIST request.
 
         A server handles one connection's messages in order, so whatever it owed
@@ -183,7 +190,9 @@ class Wire:
                 await self._writer.wait_closed()
 
 
-async def connect(host: str, port: int, label: str, role: Role, timeout: float = 5.0) -> Wire:
+async def connect(
+    host: str, port: int, label: str, role: Role, timeout: float = 5.0, patience: float = 5.0
+) -> Wire:
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(host, port, limit=1 << 16)
@@ -191,4 +200,4 @@ async def connect(host: str, port: int, label: str, role: Role, timeout: float =
         raise Failed(f"a connection to {host}:{port}", f"none within {timeout:g} s") from None
     except OSError as error:
         raise Failed(f"a connection to {host}:{port}", str(error)) from None
-    return Wire(reader, writer, label, role)
+    return Wire(reader, writer, label, role, patience)

@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--slow", action="store_true", help="also run the slow checks (marked 'slow' in --list)"
         )
         sub.add_argument(
+            "--patience",
+            type=float,
+            default=5.0,
+            metavar="SECONDS",
+            help="how long to wait for an answer before calling it missing (default: 5)",
+        )
+        sub.add_argument(
             "--only",
             nargs="+",
             metavar="ID",
@@ -89,8 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyError as unknown:
         parser.error(f"no check named {unknown.args[0]} (see --list)")
     if args.kind == "client":
-        driver = CommandDriver(args.cmd) if args.cmd else PersonDriver()
-        session = ClientSession(driver, args.nick, args.port)
+        driver = CommandDriver(args.cmd, args.patience) if args.cmd else PersonDriver()
+        session = ClientSession(driver, args.nick, args.port, args.patience)
         results = _net.run(lambda: run_client_checks(session, chosen))  # type: ignore[arg-type]
         return finish(results, args.junit, "p2pchat check client")
     if args.address is None:
@@ -100,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     results = _net.run(
-        lambda: run_server_checks(host or "127.0.0.1", port, chosen, args.register_timeout)  # type: ignore[arg-type]
+        lambda: run_server_checks(
+            host or "127.0.0.1", port, chosen, args.register_timeout, args.patience
+        )
     )
     return finish(results, args.junit, "p2pchat check server")
 
@@ -145,7 +154,11 @@ async def run_client_checks(
 
 
 async def run_server_checks(
-    host: str, port: int, chosen: list[Check[ServerContext]], register_timeout: float = 30.0
+    host: str,
+    port: int,
+    chosen: list[Check[ServerContext]],
+    register_timeout: float = 30.0,
+    patience: float = 5.0,
 ) -> list[Result] | None:
     try:
         async with asyncio.timeout(5):
@@ -164,7 +177,7 @@ async def run_server_checks(
         if check.timeout == 0:  # as long as the server's registration timeout allows
             check = dataclasses.replace(check, timeout=register_timeout + 10)
         result = await run_check(
-            check, lambda record: ServerContext(host, port, record, register_timeout)
+            check, lambda record: ServerContext(host, port, record, register_timeout, patience)
         )
         results.append(result)
         print(line(result, width), flush=True)

@@ -40,7 +40,6 @@ from ._judge import judge, length_in_bytes
 from ._wire import Received, Wire, show
 
 checks: Registry[ClientSession] = Registry()
-CARRY = 5.0  # seconds a client has to act on something it was sent
 
 
 # -- who drives the client ------------------------------------------------------------------
@@ -80,8 +79,9 @@ class PersonDriver:
 class CommandDriver:
     """A client program that speaks the ``--json`` line interface, run by the checker."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, command: str, patience: float = 5.0) -> None:
         self._template = command
+        self.patience = patience  # seconds the client has to act on what it was sent
         self._proc: asyncio.subprocess.Process | None = None
         self._events: list[dict[str, Any]] = []  # not yet matched by shows()
         self._history: list[dict[str, Any]] = []
@@ -121,9 +121,9 @@ class CommandDriver:
             await self._proc.stdin.drain()
 
     async def shows(self, question: str, event: str, **keys: Any) -> bool:
-        """True once an event named ``event`` with these keys arrives; False after CARRY s."""
+        """True once an event named ``event`` with these keys arrives; False after patience."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + CARRY
+        deadline = loop.time() + self.patience
         while True:
             for i, e in enumerate(self._events):
                 if e.get("event") == event and all(_has(e, k, v) for k, v in keys.items()):
@@ -196,9 +196,10 @@ async def open_udp() -> Udp:
 class ClientSession:
     """The scenario's state, shared by the checks in turn."""
 
-    def __init__(self, driver: Driver, nick: str, port: int = 0) -> None:
+    def __init__(self, driver: Driver, nick: str, port: int = 0, patience: float = 5.0) -> None:
         self.driver = driver
         self.nick = nick
+        self.patience = patience  # seconds the client has to act on what it was sent
         self.record = Recorder()
         self._port = port
         self._listener: asyncio.Server | None = None
@@ -220,7 +221,7 @@ class ClientSession:
 
     async def start(self) -> None:
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._accepted.put(Wire(reader, writer, "client", Role.SERVER))
+            await self._accepted.put(Wire(reader, writer, "client", Role.SERVER, self.patience))
 
         self._listener = await asyncio.start_server(accepted, "127.0.0.1", self._port)
         self.server_port = self._listener.sockets[0].getsockname()[1]
@@ -312,14 +313,14 @@ class ClientSession:
         assert self.carol_udp is not None
         self.carol_udp.transport.sendto(Ack(init.secret).encode(), source)
         try:
-            async with asyncio.timeout(CARRY):
+            async with asyncio.timeout(self.patience):
                 reader, writer = await asyncio.open_connection(source[0], init.tcp_port)
         except (OSError, TimeoutError) as error:
             raise Failed(
                 f"the client listening on {source[0]}:{init.tcp_port} (decision 19)",
                 str(error) or "no answer",
             ) from None
-        self.chat = Wire(reader, writer, "chat", Role.PEER)
+        self.chat = Wire(reader, writer, "chat", Role.PEER, self.patience)
         if not await self.driver.shows(
             "Does your client show a direct chat with carol open?", "chat_opened", peer="carol"
         ):
@@ -331,9 +332,9 @@ class ClientSession:
         return udp
 
 
-async def refused(udp: Udp, what: str) -> None:
-    """Nothing may come back to ``udp`` (an ACK, for example) within CARRY/2 seconds."""
-    got = await udp.receive(CARRY / 2)
+async def refused(udp: Udp, what: str, patience: float) -> None:
+    """Nothing may come back to ``udp`` (an ACK, for example) within half the patience."""
+    got = await udp.receive(patience / 2)
     if got is not None:
         raise Failed(what, show(got[0]))
 
@@ -535,17 +536,17 @@ async def _accepts(s: ClientSession) -> None:
     listener_conns: asyncio.Queue[Wire] = asyncio.Queue()
 
     async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await listener_conns.put(Wire(reader, writer, "carol-chat", Role.PEER))
+        await listener_conns.put(Wire(reader, writer, "carol-chat", Role.PEER, s.patience))
 
     listener = await asyncio.start_server(accepted, "127.0.0.1", 0)
     try:
         port = listener.sockets[0].getsockname()[1]
         init = Init("c4r0l-s3cret-" + "x" * 16, port)
         s.carol_udp.transport.sendto(init.encode(), (me.ip, me.udp_port))
-        got = await s.carol_udp.receive(CARRY)
+        got = await s.carol_udp.receive(s.patience)
         if got is None:
             raise Failed(
-                "ACK:INIT:Secret back to carol (decision 21)", f"nothing within {CARRY:g} s"
+                "ACK:INIT:Secret back to carol (decision 21)", f"nothing within {s.patience:g} s"
             )
         data, source = got
         if source[1] != me.udp_port:
@@ -554,7 +555,7 @@ async def _accepts(s: ClientSession) -> None:
             )
         judge_datagram(s.record, data, Ack(init.secret).encode(), "the ACK")
         try:
-            async with asyncio.timeout(CARRY):
+            async with asyncio.timeout(s.patience):
                 wire = await listener_conns.get()
         except TimeoutError:
             raise Failed(f"a TCP connection to carol's port {port} (decision 21)", "none") from None
@@ -565,11 +566,11 @@ async def _accepts(s: ClientSession) -> None:
             raise Failed("the client to show the direct chat with carol open", "it did not")
         # A repeat of the same INIT is acknowledged again but opens nothing (decision 21).
         s.carol_udp.transport.sendto(init.encode(), (me.ip, me.udp_port))
-        again = await s.carol_udp.receive(CARRY)
+        again = await s.carol_udp.receive(s.patience)
         if again is None:
             raise Failed("the repeated INIT ACKed again (decision 21)", "no ACK")
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(CARRY / 2):
+            async with asyncio.timeout(s.patience / 2):
                 second = await listener_conns.get()
                 await second.close()
                 raise Failed(
@@ -584,7 +585,7 @@ async def _stranger(s: ClientSession) -> None:
     _, me = await s.registered()
     udp = await s.stranger()
     udp.transport.sendto(Init("stranger-secret-xxxxxxxxxx", 9).encode(), (me.ip, me.udp_port))
-    await refused(udp, "no answer to an INIT from a stranger (decision 21)")
+    await refused(udp, "no answer to an INIT from a stranger (decision 21)", s.patience)
 
 
 def judge_datagram(record: Recorder, raw: bytes, canonical: bytes, what: str) -> None:

@@ -63,10 +63,16 @@ class ServerContext:
     """What a server check works with: connections to the server and the run's nicknames."""
 
     def __init__(
-        self, host: str, port: int, record: Recorder, register_timeout: float = 30.0
+        self,
+        host: str,
+        port: int,
+        record: Recorder,
+        register_timeout: float = 30.0,
+        patience: float = 5.0,
     ) -> None:
         self.host = host
         self.port = port
+        self.patience = patience
         self.register_timeout = register_timeout  # what the server is said to allow
         self.record = record
         self.tag = secrets.token_hex(2)
@@ -80,7 +86,7 @@ class ServerContext:
         self.record.variant(expected, got)
 
     async def connect(self, label: str = "client") -> Wire:
-        wire = await connect(self.host, self.port, label, Role.CLIENT)
+        wire = await connect(self.host, self.port, label, Role.CLIENT, patience=self.patience)
         self._wires.append(wire)
         return wire
 
@@ -96,7 +102,7 @@ class ServerContext:
         wire = wire or await self.connect(base)
         line = self.register_line(wire, base)
         await wire.send(line)
-        got = await wire.receive(5)
+        got = await wire.receive(wire.patience)
         if got is None or not is_list(got):
             shown = "the connection closed" if got is None else str(got)
             raise Failed(f"a LIST in answer to {show(line)} (decision 9)", shown)
@@ -152,8 +158,11 @@ def from_(member: Member):  # type: ignore[no-untyped-def]
     return match
 
 
-async def expect_error(wire: Wire, why: str, *, stays_open: bool, timeout: float = 5.0) -> str:
+async def expect_error(
+    wire: Wire, why: str, *, stays_open: bool, timeout: float | None = None
+) -> str:
     """The ERROR for ``why``, then the connection open (a LIST request answered) or closed."""
+    timeout = wire.patience if timeout is None else timeout
     got, _ = await wire.expect(f"an ERROR: {why}", is_error, timeout)
     text = sentence(got, f"an ERROR: {why}")
     if stays_open:
@@ -219,7 +228,7 @@ async def _join_update(ctx: ServerContext) -> None:
     bob_wire = await ctx.connect("bob")
     line = ctx.register_line(bob_wire, "bob")
     await bob_wire.send(line)
-    first = await bob_wire.receive(5)
+    first = await bob_wire.receive(bob_wire.patience)
     if first is None or not is_list(first):
         raise Failed("the LIST as the newcomer's first message (decision 9)", str(first))
     nick, ip, port = line[len(b"REGISTER:") : -2].decode().rsplit(":", 2)
@@ -314,7 +323,7 @@ async def _ipv6(ctx: ServerContext) -> None:
     wire = await ctx.connect("v6")
     line = b"REGISTER:%s:[2001:db8::1]:%d\r\n" % (ctx.nick("v6").encode(), ctx.udp_port())
     await wire.send(line)
-    got = await wire.receive(5)
+    got = await wire.receive(wire.patience)
     if got is None or not is_list(got):
         raise Failed(f"a LIST in answer to {show(line)}", str(got))
     v6 = Member(wire, Participant(ctx.nick("v6"), "2001:db8::1", int(line.rsplit(b":", 1)[1])), got)
@@ -329,7 +338,7 @@ async def _unspecified(ctx: ServerContext) -> None:
     wire = await ctx.connect()
     line = b"REGISTER:%s:0.0.0.0:%d\r\n" % (ctx.nick("any").encode(), ctx.udp_port())
     await wire.send(line)
-    got = await wire.receive(5)
+    got = await wire.receive(wire.patience)
     if got is None or not isinstance(got.message, ParticipantList):
         raise Failed(f"a LIST in answer to {show(line)}", str(got))
     source = canonical_ip(wire.local_address[0])
@@ -421,7 +430,7 @@ async def _bare_lf(ctx: ServerContext) -> None:
     (bob,) = await ctx.members("bob")
     wire = await ctx.connect("alice")
     await wire.send(ctx.register_line(wire, "alice")[:-2] + b"\n")
-    got = await wire.receive(5)
+    got = await wire.receive(wire.patience)
     if got is None or not is_list(got):
         raise Failed("a LIST in answer to a REGISTER ended by LF", str(got))
     await wire.send(b"BROADCAST:%s:2:hi\n" % ctx.nick("alice").encode())
@@ -476,7 +485,7 @@ async def _order(ctx: ServerContext) -> None:
             got, _ = await m.wire.expect(
                 f"{expected} broadcasts at {m.nick}, {len(order)} so far",
                 lambda r: isinstance(r.message, Broadcast),
-                timeout=10,
+                timeout=2 * ctx.patience,
             )
             assert isinstance(got.message, Broadcast)
             nick, _, i = got.message.text.rpartition(" ")
@@ -609,7 +618,7 @@ async def _slow_consumer(ctx: ServerContext) -> None:
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, (ctx.host, ctx.port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=1024)
-    slow_wire = Wire(reader, writer, "slow", Role.CLIENT)
+    slow_wire = Wire(reader, writer, "slow", Role.CLIENT, ctx.patience)
     ctx._wires.append(slow_wire)
     slow = await ctx.register("slow", slow_wire)
     await expect_update(alice, slow, Action.JOIN)
@@ -617,7 +626,7 @@ async def _slow_consumer(ctx: ServerContext) -> None:
     for i in range(300):  # 18 MB at most: far past a 1 MiB send queue and the socket buffers
         sent = await alice.broadcast(f"{i:04d}{text}")
         got, before = await bob.wire.expect(
-            f"broadcast {i} at {bob.nick} while {slow.nick} reads nothing", from_(alice), timeout=5
+            f"broadcast {i} at {bob.nick} while {slow.nick} reads nothing", from_(alice)
         )
         judge(ctx.record, got, sent, f"broadcast {i}")
         if any(about(slow, Action.LEAVE)(r) for r in before):
@@ -650,7 +659,7 @@ async def _flood(ctx: ServerContext) -> None:
         got, _ = await bob.wire.expect(
             f"all {count} messages of the flood and {carol.nick}'s at {bob.nick}; {flood_seen} so far",
             lambda r: isinstance(r.message, Broadcast),
-            timeout=15,
+            timeout=3 * ctx.patience,
         )
         assert isinstance(got.message, Broadcast)
         if got.message.nick == carol.nick:
