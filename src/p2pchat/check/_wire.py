@@ -26,7 +26,8 @@ SHOWN = 120  # bytes of a peer's message quoted in a report
 
 
 def show(raw: bytes) -> str:
-    text = repr(raw[:SHOWN])
+    """Bytes quoted for a report: text as text, anything unprintable or not UTF-8 escaped."""
+    text = repr(raw[:SHOWN].decode("utf-8", "backslashreplace"))
     return text + (f" (+{len(raw) - SHOWN} bytes)" if len(raw) > SHOWN else "")
 
 

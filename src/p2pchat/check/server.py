@@ -413,7 +413,7 @@ async def _char_count(ctx: ServerContext) -> None:
     )
     canonical = encode_broadcast(alice.nick, text)
     got, _ = await bob.wire.expect(f"{show(canonical)} at {bob.nick}", from_(alice))
-    judge(ctx.record, got, canonical, "the BROADCAST re-encoded with Length in bytes")
+    judge(ctx.record, got, canonical, "the re-encoded BROADCAST")
 
 
 @checks("broadcast-any-case", "commands are accepted in any case and sent on in upper case", "2")
@@ -492,6 +492,10 @@ async def _order(ctx: ServerContext) -> None:
             order.append((nick, int(i)))
         seen[m.nick] = order
     for nick, order in seen.items():
+        if any(n == nick for n, _ in order):
+            raise Failed(
+                f"no broadcast back to its sender {nick} (decision 13)", "its own came back"
+            )
         if len(set(order)) != len(order):
             raise Failed(f"each broadcast once at {nick} (decision 14)", "duplicates")
         for s in senders:
