@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from p2pchat.client import ChatClient
+from p2pchat.events import PeerJoined
 from p2pchat.server import ChatServer
 
 from ._programs import Program
-from ._support import Connect, RawClient
+from ._support import Connect, RawClient, joined, wait_event
 
 
 @pytest.fixture
@@ -47,3 +49,14 @@ async def programs() -> AsyncIterator[list[Program]]:
     for p in started:
         p.kill()
         await p.proc.wait()
+
+
+@pytest.fixture
+async def pair(server: ChatServer) -> AsyncIterator[tuple[ChatClient, ChatClient]]:
+    """alice and bob, real clients on the server, each knowing the other."""
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    await wait_event(alice, PeerJoined)
+    yield alice, bob
+    await alice.close()
+    await bob.close()

@@ -43,16 +43,6 @@ async def alice(server: ChatServer, bob: RawPeer) -> AsyncIterator[ChatClient]:
     await client.close()
 
 
-@pytest.fixture
-async def pair(server: ChatServer):
-    alice = await joined(server.port, "alice")
-    bob = await joined(server.port, "bob")
-    await wait_event(alice, PeerJoined)
-    yield alice, bob
-    await alice.close()
-    await bob.close()
-
-
 async def test_d23_direct_chat_both_ways(pair: tuple[ChatClient, ChatClient]) -> None:
     """Decision 23: CHAT frames flow both ways; ':' CR LF and emoji arrive intact."""
     alice, bob = pair

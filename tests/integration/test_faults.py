@@ -194,16 +194,6 @@ def first(n: int, kind: bytes) -> Callable[[bytes], bool]:
     return lose
 
 
-@pytest.fixture
-async def pair(server: ChatServer):
-    alice = await joined(server.port, "alice")
-    bob = await joined(server.port, "bob")
-    await wait_event(alice, PeerJoined)
-    yield alice, bob
-    await alice.close()
-    await bob.close()
-
-
 async def test_lost_inits_are_resent_and_the_chat_opens(
     pair: tuple[ChatClient, ChatClient],
 ) -> None:

@@ -97,17 +97,21 @@ class ServerContext:
     def udp_port(self) -> int:
         return next(self._udp_ports)
 
-    async def register(self, base: str, wire: Wire | None = None) -> Member:
-        """A registered participant; fails unless the server answers with a LIST first."""
+    async def register(
+        self, base: str, wire: Wire | None = None, line: bytes | None = None
+    ) -> Member:
+        """A registered participant; fails unless the server answers with a LIST first.
+        ``line`` is the REGISTER to send, the canonical one if not given."""
         wire = wire or await self.connect(base)
-        line = self.register_line(wire, base)
+        line = line or self.register_line(wire, base)
         await wire.send(line)
         got = await wire.receive(wire.patience)
         if got is None or not is_list(got):
             shown = "the connection closed" if got is None else str(got)
             raise Failed(f"a LIST in answer to {show(line)} (decision 9)", shown)
-        nick, ip, port = line[len(b"REGISTER:") : -2].decode().rsplit(":", 2)
-        return Member(wire, Participant(nick, ip, int(port)), got)
+        fields = line.rstrip(b"\r\n").decode().split(":")
+        nick, ip, port = fields[1], ":".join(fields[2:-1]), fields[-1]
+        return Member(wire, Participant(nick, ip.strip("[]"), int(port)), got)
 
     async def members(self, *bases: str) -> list[Member]:
         """Registers each in turn; every earlier one has seen the later ones join."""
@@ -225,14 +229,7 @@ async def _list_order(ctx: ServerContext) -> None:
 )
 async def _join_update(ctx: ServerContext) -> None:
     alice = await ctx.register("alice")
-    bob_wire = await ctx.connect("bob")
-    line = ctx.register_line(bob_wire, "bob")
-    await bob_wire.send(line)
-    first = await bob_wire.receive(bob_wire.patience)
-    if first is None or not is_list(first):
-        raise Failed("the LIST as the newcomer's first message (decision 9)", str(first))
-    nick, ip, port = line[len(b"REGISTER:") : -2].decode().rsplit(":", 2)
-    bob = Member(bob_wire, Participant(nick, ip, int(port)), first)
+    bob = await ctx.register("bob")  # its LIST first, nothing about itself before
     got, _ = await alice.wire.expect(f"UPDATE:JOIN for {bob.nick}", about(bob, Action.JOIN))
     judge(ctx.record, got, bob.update(Action.JOIN), "the UPDATE:JOIN")
     to_self = [r for r in await bob.wire.barrier() if about(bob, Action.JOIN)(r)]
@@ -322,11 +319,7 @@ async def _ipv6(ctx: ServerContext) -> None:
     (alice,) = await ctx.members("alice")
     wire = await ctx.connect("v6")
     line = b"REGISTER:%s:[2001:db8::1]:%d\r\n" % (ctx.nick("v6").encode(), ctx.udp_port())
-    await wire.send(line)
-    got = await wire.receive(wire.patience)
-    if got is None or not is_list(got):
-        raise Failed(f"a LIST in answer to {show(line)}", str(got))
-    v6 = Member(wire, Participant(ctx.nick("v6"), "2001:db8::1", int(line.rsplit(b":", 1)[1])), got)
+    v6 = await ctx.register("v6", wire, line)
     got, _ = await alice.wire.expect(f"UPDATE:JOIN for {v6.nick}", about(v6, Action.JOIN))
     judge(ctx.record, got, v6.update(Action.JOIN), "the UPDATE:JOIN with a bracketed IPv6 address")
 
@@ -337,10 +330,8 @@ async def _ipv6(ctx: ServerContext) -> None:
 async def _unspecified(ctx: ServerContext) -> None:
     wire = await ctx.connect()
     line = b"REGISTER:%s:0.0.0.0:%d\r\n" % (ctx.nick("any").encode(), ctx.udp_port())
-    await wire.send(line)
-    got = await wire.receive(wire.patience)
-    if got is None or not isinstance(got.message, ParticipantList):
-        raise Failed(f"a LIST in answer to {show(line)}", str(got))
+    got = (await ctx.register("any", wire, line)).first_list
+    assert isinstance(got.message, ParticipantList)
     source = canonical_ip(wire.local_address[0])
     mine = [p for p in got.message.participants if p.key == nick_key(ctx.nick("any"))]
     if not mine or mine[0].ip != source:
@@ -429,10 +420,7 @@ async def _any_case(ctx: ServerContext) -> None:
 async def _bare_lf(ctx: ServerContext) -> None:
     (bob,) = await ctx.members("bob")
     wire = await ctx.connect("alice")
-    await wire.send(ctx.register_line(wire, "alice")[:-2] + b"\n")
-    got = await wire.receive(wire.patience)
-    if got is None or not is_list(got):
-        raise Failed("a LIST in answer to a REGISTER ended by LF", str(got))
+    await ctx.register("alice", wire, ctx.register_line(wire, "alice")[:-2] + b"\n")
     await wire.send(b"BROADCAST:%s:2:hi\n" % ctx.nick("alice").encode())
     canonical = encode_broadcast(ctx.nick("alice"), "hi")
     got, _ = await bob.wire.expect(
