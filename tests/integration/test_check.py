@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -15,6 +16,7 @@ from p2pchat.check.server import checks as server_checks
 from p2pchat.server import ChatServer
 
 from ._programs import PYTHON
+from ._support import joined
 
 
 async def test_our_server_passes_every_server_check(start_server) -> None:
@@ -86,3 +88,59 @@ async def test_our_client_passes_every_client_check() -> None:
 async def test_a_client_command_that_cannot_start_is_reported() -> None:
     status, _, err = await checker("client", "--cmd", "/nonexistent/client --json")
     assert status == 1 and err.startswith("p2pchat check: cannot start the client:")
+
+
+async def test_a_port_that_is_no_chat_server_fails_cleanly() -> None:
+    """A peer that accepts and says nothing, or sends garbage: every check fails with a
+    sentence, none hangs, and the run ends with its summary."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(bytes(range(256)) * 64)
+        await reader.read()
+        writer.close()
+
+    for handler in (silent, garbage):
+        peer = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = peer.sockets[0].getsockname()[1]
+        chosen = server_checks.select(["register-list", "broadcast-order", "error-line-too-long"])
+        results = await run_server_checks("127.0.0.1", port, chosen, patience=0.5)
+        peer.close()
+        assert results is not None and len(results) == 3
+        for r in results:
+            assert r.verdict is Verdict.FAIL, r
+            assert "hung" not in r.notes[0].got and "checker" not in r.notes[0].got, r
+
+
+async def test_checks_share_a_server_with_someone_who_talks(server: ChatServer) -> None:
+    """Another participant broadcasting all the while changes no verdict."""
+    chatter = await joined(server.port, "chatter")
+
+    async def talk() -> None:
+        for i in itertools.count():
+            await chatter.broadcast(f"chatting {i}")
+            await asyncio.sleep(0.02)
+
+    talking = asyncio.create_task(talk())
+    try:
+        chosen = server_checks.select(["broadcast", "limit-flood", "leave-close"])
+        results = await run_server_checks("127.0.0.1", server.port, chosen)
+    finally:
+        talking.cancel()
+        await chatter.close()
+    assert results is not None
+    bad = {r.check.id: r.notes for r in results if r.verdict is not Verdict.PASS}
+    assert not bad, bad
+
+
+async def test_bad_options_are_usage_errors() -> None:
+    for args in (
+        ["client", "--cmd", "client 'unbalanced"],
+        ["client", "--patience", "0"],
+        ["server", "127.0.0.1:1", "--register-timeout", "-1"],
+    ):
+        status, _, err = await checker(*args)
+        assert status == 2 and "p2pchat check: error:" in err, err

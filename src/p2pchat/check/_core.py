@@ -71,19 +71,22 @@ class Registry(Generic[C]):
         return register
 
     def select(self, only: Sequence[str], slow: bool = False) -> list[Check[C]]:
-        """The checks named, or whose id starts with a name followed by '-'; if none are
-        named, every check (the slow ones only if ``slow``)."""
-        if not only:
-            return [c for c in self.checks if slow or not c.slow]
-        chosen = [
-            c for c in self.checks if any(c.id == o or c.id.startswith(o + "-") for o in only)
-        ]
-        unknown = [
-            o for o in only if not any(c.id == o or c.id.startswith(o + "-") for c in self.checks)
-        ]
+        """The checks named: an exact id, or else a prefix before '-' (slow checks only
+        with ``slow``); every check if none is named (again the slow ones only with ``slow``)."""
+        ids = {c.id for c in self.checks}
+        unknown = [o for o in only if o not in ids and not self._prefixed(o)]
         if unknown:
             raise KeyError(", ".join(unknown))
-        return chosen
+        return [
+            c
+            for c in self.checks
+            if (not only and (slow or not c.slow))
+            or c.id in only
+            or any(o not in ids and c.id.startswith(o + "-") and (slow or not c.slow) for o in only)
+        ]
+
+    def _prefixed(self, prefix: str) -> bool:
+        return any(c.id.startswith(prefix + "-") for c in self.checks)
 
 
 class Recorder:
@@ -102,16 +105,25 @@ async def run_check(check: Check[C], make_context: Callable[[Recorder], C]) -> R
     recorder = Recorder()
     started = time.monotonic()
     context = make_context(recorder)
+    limit = asyncio.timeout(check.timeout)
     try:
-        async with asyncio.timeout(check.timeout):
+        async with limit:
             await check.run(context)
     except Failed as failure:
         result = Result(check, Verdict.FAIL, [Note(failure.expected, failure.got)])
     except TimeoutError:
-        note = Note(f"the check to finish within {check.timeout:g} s", "no end (something hung)")
+        if limit.expired():
+            note = Note(
+                f"the check to finish within {check.timeout:g} s", "no end (something hung)"
+            )
+        else:
+            note = Note("an answer", "none in time (the peer stopped answering or reading)")
         result = Result(check, Verdict.FAIL, [note])
     except (OSError, EOFError) as error:
         result = Result(check, Verdict.FAIL, [Note("a working connection", describe(error))])
+    except Exception as error:  # a checker bug must not cost the rest of the run
+        note = Note("the check to run to its end", f"an error in the checker: {describe(error)}")
+        result = Result(check, Verdict.FAIL, [note])
     else:
         verdict = Verdict.NONSTRICT if recorder.variants else Verdict.PASS
         result = Result(check, verdict, list(recorder.variants))

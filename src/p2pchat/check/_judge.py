@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 
-from ..protocol import NEED_DATA, Decoder, Error, Message, RemoteProtocolError, Role
+from ..protocol import (
+    LENGTH_HARD_LIMIT,
+    MAX_LIST_LINE_BYTES,
+    NEED_DATA,
+    Decoder,
+    Error,
+    Message,
+    RemoteProtocolError,
+    Role,
+)
 from ._core import Failed, Recorder
 from ._wire import Received, show
 
@@ -12,7 +21,8 @@ _FRAMED = re.compile(rb"(?i)(?:BROADCAST:[^:]*|ERROR|CHAT):(\d+):")
 
 
 def decode_one(data: bytes, role: Role = Role.CLIENT) -> Message:
-    decoder = Decoder(role)
+    # As lenient as the checker's connections: a LIST of many participants is long.
+    decoder = Decoder(role, max_message_bytes=LENGTH_HARD_LIMIT, max_line_bytes=MAX_LIST_LINE_BYTES)
     decoder.feed(data)
     message = decoder.next_event()
     assert message is not NEED_DATA

@@ -78,7 +78,8 @@ class Wire:
             limits["max_line_bytes"] = MAX_LIST_LINE_BYTES
         self._decoder = Decoder(role, **limits)
         self._raw = bytearray()  # the bytes the decoder holds, kept to quote them exactly
-        self.eof = False
+        self.eof = False  # the peer closed (or reset) the connection
+        self.garbled = False  # what came can no longer be framed into messages
 
     @property
     def local_address(self) -> tuple[str, int]:
@@ -97,10 +98,11 @@ class Wire:
         self._writer.write(data)
 
     async def receive(self, timeout: float) -> Received | None:
-        """The next message, or None once the peer has closed; TimeoutError if none comes."""
+        """The next message, or None once the peer has closed; TimeoutError if none comes.
+        After bytes that cannot be framed, the rest is read and dropped until the close."""
         async with asyncio.timeout(timeout):
             while True:
-                got = self._next()
+                got = None if self.garbled else self._next()
                 if got is not None:
                     return got
                 if self.eof:
@@ -111,10 +113,9 @@ class Wire:
                     data = b""
                 if not data:
                     self.eof = True
-                    continue
-                self._raw += data
-                self._decoder.feed(data)
-                del self._raw[: len(self._raw) - self._decoder.buffered]  # bytes a skip dropped
+                elif not self.garbled:
+                    self._raw += data
+                    self._decoder.feed(data)
 
     def _next(self) -> Received | None:
         try:
@@ -123,11 +124,9 @@ class Wire:
             used = len(self._raw) - self._decoder.buffered if not error.fatal else len(self._raw)
             raw = bytes(self._raw[:used])
             del self._raw[:used]
-            if error.fatal:
-                self.eof = True  # nothing after this can be framed
+            self.garbled = error.fatal
             return Received(raw, None, str(error))
         if event is NEED_DATA:
-            del self._raw[: len(self._raw) - self._decoder.buffered]  # bytes a skip dropped
             return None
         used = len(self._raw) - self._decoder.buffered
         raw = bytes(self._raw[:used])
@@ -137,19 +136,24 @@ class Wire:
     async def expect(
         self, what: str, match: Callable[[Received], bool], timeout: float | None = None
     ) -> tuple[Received, list[Received]]:
-        """Reads until a message ``match``es; returns it and what came before it."""
+        """Reads until a message ``match``es within ``timeout`` (the patience if not given);
+        returns it and what came before it (the first hundred)."""
         timeout = self.patience if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         before: list[Received] = []
         while True:
             try:
-                got = await self.receive(timeout)
+                got = await self.receive(max(deadline - loop.time(), 0.001))
             except TimeoutError:
                 raise Failed(what, f"{listing(before)} within {timeout:g} s") from None
             if got is None:
-                raise Failed(what, f"{listing(before)}, then the connection closed")
+                end = "undecodable bytes" if self.garbled else "the connection closed"
+                raise Failed(what, f"{listing(before)}, then {end}")
             if match(got):
                 return got, before
-            before.append(got)
+            if len(before) < 100:
+                before.append(got)
 
     async def barrier(self, timeout: float | None = None) -> list[Received]:
         """Everything the server sent before its answer to a LIST request.

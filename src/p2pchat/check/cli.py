@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,6 +96,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = registry.select(args.only, args.slow)
     except KeyError as unknown:
         parser.error(f"no check named {unknown.args[0]} (see --list)")
+    if args.patience <= 0:
+        parser.error("--patience must be more than 0 seconds")
+    if args.kind == "server" and args.register_timeout <= 0:
+        parser.error("--register-timeout must be more than 0 seconds")
+    if args.kind == "client" and args.cmd is not None:
+        try:
+            if not shlex.split(args.cmd):
+                parser.error("--cmd is empty")
+        except ValueError as error:
+            parser.error(f"--cmd: {error}")
     if args.kind == "client":
         driver = CommandDriver(args.cmd, args.patience) if args.cmd else PersonDriver()
         session = ClientSession(driver, args.nick, args.port, args.patience)
@@ -126,7 +137,15 @@ def finish(results: list[Result] | None, junit: Path | None, suite: str) -> int:
 async def run_client_checks(
     session: ClientSession, chosen: list[Check[ClientSession]]
 ) -> list[Result]:
-    await session.start()
+    try:
+        await session.start()
+    except OSError as error:
+        await session.close()
+        print(
+            f"p2pchat check: cannot listen on 127.0.0.1:{session.requested_port}: {error}",
+            file=sys.stderr,
+        )
+        return None
     print(
         f"p2pchat check client: the checker is the server on 127.0.0.1:{session.server_port}, "
         "and carol is another participant\n",
@@ -144,6 +163,8 @@ async def run_client_checks(
         for check in chosen:
             if isinstance(session.driver, PersonDriver):  # people read, type and answer
                 check = dataclasses.replace(check, timeout=check.timeout * PERSON_PATIENCE)
+            else:  # a check waits for a few answers in turn
+                check = dataclasses.replace(check, timeout=max(check.timeout, 5 * session.patience))
             result = await run_check(check, session.use)
             results.append(result)
             print(line(result, width), flush=True)

@@ -18,6 +18,8 @@ import errno
 import json
 import shlex
 import socket
+import sys
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -36,7 +38,7 @@ from ..protocol import (
     is_unspecified,
 )
 from ._core import Failed, Recorder, Registry
-from ._judge import judge, length_in_bytes
+from ._judge import judge
 from ._wire import Received, Wire, show
 
 checks: Registry[ClientSession] = Registry()
@@ -54,10 +56,29 @@ class Driver(Protocol):
 
 
 class PersonDriver:
-    """A person at the client: instructions out, yes/no answers in."""
+    """A person at the client: instructions out, yes/no answers in.
 
-    def __init__(self, ask: Callable[[str], str] = input) -> None:
-        self._ask = ask
+    One daemon thread reads stdin for the whole run, so that a question whose
+    check ran out of time leaves no reader behind to take the next answer, and
+    the run can end without waiting for Enter.
+    """
+
+    def __init__(self) -> None:
+        self._answers: asyncio.Queue[str | None] | None = None
+
+    def _start_reading(self) -> asyncio.Queue[str | None]:
+        if self._answers is None:
+            answers: asyncio.Queue[str | None] = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+
+            def read() -> None:
+                for line in sys.stdin:
+                    loop.call_soon_threadsafe(answers.put_nowait, line)
+                loop.call_soon_threadsafe(answers.put_nowait, None)  # end of input
+
+            threading.Thread(target=read, daemon=True).start()
+            self._answers = answers
+        return self._answers
 
     async def start(self, server: str, nick: str) -> None:
         print(f">>> Connect your client to {server} with the nickname '{nick}'.", flush=True)
@@ -66,7 +87,13 @@ class PersonDriver:
         print(f">>> {instruction}", flush=True)
 
     async def shows(self, question: str, event: str, **keys: Any) -> bool:
-        answer = await asyncio.to_thread(self._ask, f"??? {question} [y/n] ")
+        answers = self._start_reading()
+        while not answers.empty():  # typed ahead, or meant for a question that timed out
+            answers.get_nowait()
+        print(f"??? {question} [y/n] ", end="", flush=True)
+        answer = await answers.get()
+        if answer is None:
+            raise Failed(f"an answer to: {question}", "the end of input")
         return answer.strip().lower().startswith("y")
 
     async def saw(self, question: str, event: str, **keys: Any) -> bool:
@@ -90,21 +117,31 @@ class CommandDriver:
 
     async def start(self, server: str, nick: str) -> None:
         host, _, port = server.rpartition(":")
-        words = [
-            w.format(server=server, host=host, port=port, nick=nick)
-            for w in shlex.split(self._template)
-        ]
+        fill = {"{server}": server, "{host}": host, "{port}": port, "{nick}": nick}
+        words = []
+        for word in shlex.split(self._template):
+            for placeholder, value in fill.items():
+                word = word.replace(placeholder, value)
+            words.append(word)
         self._proc = await asyncio.create_subprocess_exec(
             *words,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
+            limit=1 << 20,  # a LIST of many participants is one long line
         )
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
-        async for raw in self._proc.stdout:
+        while True:
+            try:
+                raw = await self._proc.stdout.readline()
+            except ValueError:  # a line over the limit: skip it, keep reading
+                continue
+            if not raw:
+                self._arrived.set()  # the client has gone: nobody waits for more
+                return
             with contextlib.suppress(ValueError):
                 event = json.loads(raw)
                 if isinstance(event, dict):
@@ -129,6 +166,8 @@ class CommandDriver:
                 if e.get("event") == event and all(_has(e, k, v) for k, v in keys.items()):
                     del self._events[: i + 1]
                     return True
+            if self._reader is not None and self._reader.done():
+                return False  # the client's output has ended
             self._arrived.clear()
             try:
                 async with asyncio.timeout(max(deadline - loop.time(), 0)):
@@ -155,7 +194,10 @@ class CommandDriver:
 
 def _has(event: dict[str, Any], key: str, value: Any) -> bool:
     if key == "participants":  # a nickname that must be among them
-        return any(p.get("nick") == value for p in event.get("participants", []))
+        listed = event.get("participants")
+        return isinstance(listed, list) and any(
+            isinstance(p, dict) and p.get("nick") == value for p in listed
+        )
     return event.get(key) == value
 
 
@@ -200,8 +242,10 @@ class ClientSession:
         self.driver = driver
         self.nick = nick
         self.patience = patience  # seconds the client has to act on what it was sent
+        # How long to wait for what a person does by hand; a program gets the patience.
+        self.wait = 60.0 if isinstance(driver, PersonDriver) else 2 * patience
         self.record = Recorder()
-        self._port = port
+        self.requested_port = port
         self._listener: asyncio.Server | None = None
         self._accepted: asyncio.Queue[Wire] = asyncio.Queue()
         self.server_port = 0
@@ -223,7 +267,7 @@ class ClientSession:
         async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._accepted.put(Wire(reader, writer, "client", Role.SERVER, self.patience))
 
-        self._listener = await asyncio.start_server(accepted, "127.0.0.1", self._port)
+        self._listener = await asyncio.start_server(accepted, "127.0.0.1", self.requested_port)
         self.server_port = self._listener.sockets[0].getsockname()[1]
         self.carol_udp = await open_udp()
         self._sockets.append(self.carol_udp)
@@ -250,6 +294,9 @@ class ClientSession:
         except Failed as failure:
             self._failed[name] = f"{failure.expected}; got {failure.got}"
             raise
+        except (TimeoutError, asyncio.CancelledError):
+            self._failed[name] = "it ran out of time"
+            raise
 
     async def registered(self) -> tuple[Wire, Participant]:
         if self.me is None:
@@ -259,25 +306,27 @@ class ClientSession:
 
     async def _register(self) -> None:
         try:
-            async with asyncio.timeout(60):
+            async with asyncio.timeout(self.wait):
                 self.conn = await self._accepted.get()
         except TimeoutError:
-            raise Failed("a connection from the client", "none within 60 s") from None
-        got = await self.conn.receive(30)
+            raise Failed("a connection from the client", f"none within {self.wait:g} s") from None
+        try:
+            got = await self.conn.receive(self.wait)
+        except TimeoutError:
+            raise Failed("REGISTER:Nickname:IP-Address:UDP-Port", "nothing") from None
         if got is None or not isinstance(got.message, Register):
             raise Failed(
                 "REGISTER:Nickname:IP-Address:UDP-Port",
                 "the connection closed" if got is None else str(got),
             )
-        self.register_raw = got
         me = got.message.participant
         if is_unspecified(me.ip):
             me = Participant(me.nick, canonical_ip(self.conn.peer_address[0]), me.udp_port)
-        self.me = me
         if me.nick != self.nick:
             raise Failed(f"the nickname {self.nick}", show(got.raw))
         assert self.carol is not None
         await self.conn.send(ParticipantList((self.carol, me)).encode())
+        self.register_raw, self.me = got, me
 
     async def open_chat(self) -> Wire:
         """A direct chat the client opened with carol, from carol's end."""
@@ -296,9 +345,11 @@ class ClientSession:
         await self.registered()
         assert self.carol_udp is not None
         await self.driver.type("Open a direct chat with carol.", "/chat carol")
-        got = await self.carol_udp.receive(60)
+        got = await self.carol_udp.receive(self.wait)
         if got is None:
-            raise Failed("an INIT at carol's UDP port (decision 19)", "nothing within 60 s")
+            raise Failed(
+                "an INIT at carol's UDP port (decision 19)", f"nothing within {self.wait:g} s"
+            )
         data, source = got
         try:
             init = decode_datagram(data)
@@ -442,7 +493,6 @@ async def _sends(s: ClientSession) -> None:
     got, _ = await conn.expect(
         f"{show(canonical)}", lambda r: r.raw.upper().startswith(b"BROADCAST"), 60
     )
-    length_in_bytes(got, "the BROADCAST")
     judge(s.record, got, canonical, "the BROADCAST", Role.SERVER)
 
 
@@ -455,9 +505,10 @@ async def _init(s: ClientSession) -> None:
             f"the INIT from the registered UDP port {me.udp_port} (decision 19)",
             f"from port {source[1]}",
         )
-    if len(init.secret) < 16:
+    if len(init.secret) < 22:
         s.record.variant(
-            "a secret of at least 128 random bits (decision 8)", f"{len(init.secret)} characters"
+            "a secret of 128 random bits or more: 22 URL-safe characters (decision 8)",
+            f"{len(init.secret)} characters",
         )
     judge_datagram(s.record, raw, init.encode(), "the INIT")
 
@@ -478,7 +529,7 @@ async def _resent(s: ClientSession) -> None:
     )
 
 
-@checks("client-direct-connect", "after the ACK the client takes carol's TCP connection", "21, 22")
+@checks("client-direct-connect", "after the ACK the client takes carol's TCP connection", "19, 22")
 async def _connect(s: ClientSession) -> None:
     await s.open_chat()
 
@@ -489,14 +540,9 @@ async def _chat_sends(s: ClientSession) -> None:
     text = "hi carol: 🎉"
     await s.driver.type(f"Send carol the direct message: {text}", f"/msg carol {text}")
     got, _ = await chat.expect(
-        "a CHAT frame", lambda r: isinstance(r.message, Chat) or r.problem is not None, 60
+        "a CHAT frame", lambda r: isinstance(r.message, Chat) or r.problem is not None, s.wait
     )
-    canonical = Chat(text).encode()
-    if got.raw != canonical:
-        length_in_bytes(got, "the CHAT")
-        if got.message != Chat(text):
-            raise Failed(show(canonical), str(got))
-        s.record.variant(f"the canonical form {show(canonical)}", show(got.raw))
+    judge(s.record, got, Chat(text).encode(), "the CHAT", Role.PEER)
 
 
 @checks("client-chat-shown", "a CHAT frame from carol with ':' and CRLF is shown whole", "3, 23")
@@ -528,7 +574,7 @@ async def _chat_closed(s: ClientSession) -> None:
 @checks(
     "client-accepts-init",
     "an INIT from carol is ACKed from the registered port and connected",
-    "21, 22",
+    "21",
 )
 async def _accepts(s: ClientSession) -> None:
     _, me = await s.registered()
@@ -569,6 +615,7 @@ async def _accepts(s: ClientSession) -> None:
         again = await s.carol_udp.receive(s.patience)
         if again is None:
             raise Failed("the repeated INIT ACKed again (decision 21)", "no ACK")
+        judge_datagram(s.record, again[0], Ack(init.secret).encode(), "the repeated ACK")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(s.patience / 2):
                 second = await listener_conns.get()
@@ -584,8 +631,23 @@ async def _accepts(s: ClientSession) -> None:
 async def _stranger(s: ClientSession) -> None:
     _, me = await s.registered()
     udp = await s.stranger()
-    udp.transport.sendto(Init("stranger-secret-xxxxxxxxxx", 9).encode(), (me.ip, me.udp_port))
-    await refused(udp, "no answer to an INIT from a stranger (decision 21)", s.patience)
+    connected = asyncio.Event()
+
+    async def accepted(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        writer.close()
+
+    listener = await asyncio.start_server(accepted, "127.0.0.1", 0)
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        udp.transport.sendto(
+            Init("stranger-secret-xxxxxxxxxx", port).encode(), (me.ip, me.udp_port)
+        )
+        await refused(udp, "no answer to an INIT from a stranger (decision 21)", s.patience)
+        if connected.is_set():
+            raise Failed("no connection to a stranger's INIT (decision 21)", "the client connected")
+    finally:
+        listener.close()
 
 
 def judge_datagram(record: Recorder, raw: bytes, canonical: bytes, what: str) -> None:

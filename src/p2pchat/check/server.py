@@ -1,7 +1,7 @@
 """Black-box checks of a server, over raw sockets: ``p2pchat check server HOST:PORT``.
 
 Each check opens its own connections under nicknames no other check uses (a
-random tag per run), so that the checks can share one server, and one that
+random tag per check), so that the checks can share one server, and one that
 someone else is using too: lists are judged on our own participants only.
 """
 
@@ -26,7 +26,7 @@ from ..protocol import (
     wire_ip,
 )
 from ._core import Failed, Recorder, Registry
-from ._judge import judge, length_in_bytes, sentence
+from ._judge import judge, sentence
 from ._wire import Received, Wire, connect, is_error, is_list, listing, show
 
 checks: Registry[ServerContext] = Registry()
@@ -105,10 +105,9 @@ class ServerContext:
         wire = wire or await self.connect(base)
         line = line or self.register_line(wire, base)
         await wire.send(line)
-        got = await wire.receive(wire.patience)
-        if got is None or not is_list(got):
-            shown = "the connection closed" if got is None else str(got)
-            raise Failed(f"a LIST in answer to {show(line)} (decision 9)", shown)
+        got, _ = await wire.expect(f"a LIST in answer to {show(line)} (decision 9)", lambda r: True)
+        if not is_list(got):
+            raise Failed(f"a LIST in answer to {show(line)} (decision 9)", str(got))
         fields = line.rstrip(b"\r\n").decode().split(":")
         nick, ip, port = fields[1], ":".join(fields[2:-1]), fields[-1]
         return Member(wire, Participant(nick, ip.strip("[]"), int(port)), got)
@@ -149,7 +148,7 @@ def about(member: Member, action: Action):  # type: ignore[no-untyped-def]
 
 async def expect_update(receiver: Member, subject: Member, action: Action) -> None:
     got, _ = await receiver.wire.expect(
-        f"{subject.update(action)!r} at {receiver.nick}", about(subject, action)
+        f"{show(subject.update(action))} at {receiver.nick}", about(subject, action)
     )
     if got.message != Update(action, subject.participant):
         raise Failed(show(subject.update(action)), str(got))
@@ -170,9 +169,9 @@ async def expect_error(
     got, _ = await wire.expect(f"an ERROR: {why}", is_error, timeout)
     text = sentence(got, f"an ERROR: {why}")
     if stays_open:
-        try:  # answered by a LIST, or before REGISTER by an ERROR: either shows it open
-            await wire.send(b"LIST\r\n")
-            await wire.expect("an answer to LIST", lambda r: is_list(r) or is_error(r))
+        try:  # decision 16 promises an ERROR for an unknown command: proof of an open line
+            await wire.send(b"CHECKPROBE\r\n")
+            await wire.expect("an ERROR for the unknown command CHECKPROBE", is_error)
         except Failed as failure:
             raise Failed(
                 f"the connection open after the ERROR for {why} (decision 16)", failure.got
@@ -382,8 +381,7 @@ async def _length_bytes(ctx: ServerContext) -> None:
     alice, bob = await ctx.members("alice", "bob")
     sent = await alice.broadcast("héllo wörld 🎉")
     got, _ = await bob.wire.expect(f"{show(sent)} at {bob.nick}", from_(alice))
-    length_in_bytes(got, "the forwarded BROADCAST")
-    judge(ctx.record, got, sent, "the forwarded BROADCAST")
+    judge(ctx.record, got, sent, "the forwarded BROADCAST")  # fails a Length in characters
 
 
 @checks("broadcast-payload-intact", "a message with ':', CRLF and emoji arrives whole", "3")
@@ -424,7 +422,8 @@ async def _bare_lf(ctx: ServerContext) -> None:
     await wire.send(b"BROADCAST:%s:2:hi\n" % ctx.nick("alice").encode())
     canonical = encode_broadcast(ctx.nick("alice"), "hi")
     got, _ = await bob.wire.expect(
-        f"{show(canonical)} at {bob.nick}", lambda r: isinstance(r.message, Broadcast)
+        f"{show(canonical)} at {bob.nick}",
+        lambda r: isinstance(r.message, Broadcast) and r.message.nick == ctx.nick("alice"),
     )
     judge(ctx.record, got, canonical, "the forwarded BROADCAST")
 
@@ -451,7 +450,15 @@ async def _spoofed(ctx: ServerContext) -> None:
     alice, bob, carol = await ctx.members("alice", "bob", "carol")
     await alice.wire.send(encode_broadcast(bob.nick, "I am bob"))
     await expect_error(alice.wire, f"a BROADCAST from {alice.nick} as {bob.nick}", stays_open=True)
-    await nothing_from(carol, bob, "the spoofed BROADCAST not forwarded (decision 13)")
+    stray = [
+        r
+        for r in await carol.wire.barrier()
+        if isinstance(r.message, Broadcast) and r.message.text == "I am bob"
+    ]
+    if stray:
+        raise Failed(
+            "the spoofed BROADCAST not forwarded, under any name (decision 13)", listing(stray)
+        )
 
 
 @checks(
@@ -472,11 +479,13 @@ async def _order(ctx: ServerContext) -> None:
         while len(order) < expected:
             got, _ = await m.wire.expect(
                 f"{expected} broadcasts at {m.nick}, {len(order)} so far",
-                lambda r: isinstance(r.message, Broadcast),
+                lambda r: any(from_(s)(r) for s in senders),  # others may share the server
                 timeout=2 * ctx.patience,
             )
             assert isinstance(got.message, Broadcast)
             nick, _, i = got.message.text.rpartition(" ")
+            if nick != got.message.nick or not i.isdigit():
+                raise Failed(f"'{got.message.nick} N' as sent", str(got))
             order.append((nick, int(i)))
         seen[m.nick] = order
     for nick, order in seen.items():
@@ -639,18 +648,18 @@ async def _flood(ctx: ServerContext) -> None:
     alice, bob, carol = await ctx.members("alice", "bob", "carol")
     count = 400
     loop = asyncio.get_running_loop()
-    started = loop.time()
     alice.wire.send_nowait(
         b"".join(encode_broadcast(alice.nick, f"flood {i}") for i in range(count))
     )
-    got, _ = await bob.wire.expect(f"the flood's first message at {bob.nick}", from_(alice))
+    await bob.wire.expect(f"the flood's first message at {bob.nick}", from_(alice))
     sent = await carol.broadcast("not slowed")
     flood_seen = 1
     carol_at = None
+    burst_ended_at = None  # when message 200 came: after it, flood control sets the pace
     while flood_seen < count or carol_at is None:
         got, _ = await bob.wire.expect(
             f"all {count} messages of the flood and {carol.nick}'s at {bob.nick}; {flood_seen} so far",
-            lambda r: isinstance(r.message, Broadcast),
+            lambda r: from_(alice)(r) or from_(carol)(r),
             timeout=3 * ctx.patience,
         )
         assert isinstance(got.message, Broadcast)
@@ -661,12 +670,16 @@ async def _flood(ctx: ServerContext) -> None:
         if got.message.text != f"flood {flood_seen}":
             raise Failed(f"'flood {flood_seen}' (nothing lost, in order)", str(got))
         flood_seen += 1
-    elapsed = loop.time() - started
+        if flood_seen == count // 2:
+            burst_ended_at = loop.time()
+    assert burst_ended_at is not None
+    after_burst = loop.time() - burst_ended_at
     await alice.wire.barrier()  # the flooder is still connected
-    if elapsed < 1.0:
+    # 50 a second would take 4 s for the last 200; twice that rate is not flood control.
+    if after_burst < count / 2 / 100:
         ctx.variant(
-            "flood control: 400 messages at once slowed to the server's rate (decision 17)",
-            f"all delivered in {elapsed:.2f} s",
+            "flood control: past a burst, a flooder slowed to the server's rate (decision 17)",
+            f"the last {count // 2} of {count} messages sent at once came in {after_burst:.2f} s",
         )
     elif carol_at == count:
         raise Failed(
