@@ -186,6 +186,14 @@ async def expect_error(
     return text
 
 
+async def arrives(
+    ctx: ServerContext, receiver: Member, sender: Member, canonical: bytes, what: str
+) -> None:
+    """``sender``'s broadcast reaches ``receiver`` as ``canonical`` (or an accepted variant)."""
+    got, _ = await receiver.wire.expect(f"{show(canonical)} at {receiver.nick}", from_(sender))
+    judge(ctx.record, got, canonical, what)
+
+
 async def nothing_from(receiver: Member, sender: Member, what: str) -> None:
     """Fails if ``receiver`` got a broadcast from ``sender`` before a LIST request's answer."""
     stray = [r for r in await receiver.wire.barrier() if from_(sender)(r)]
@@ -309,8 +317,7 @@ async def _register_twice(ctx: ServerContext) -> None:
     await alice.wire.send(line)
     await expect_error(alice.wire, f"a second REGISTER, {show(line)}", stays_open=True)
     sent = await alice.broadcast("still alice")
-    got, _ = await bob.wire.expect(f"{show(sent)} at {bob.nick}", from_(alice))
-    judge(ctx.record, got, sent, "the BROADCAST")
+    await arrives(ctx, bob, alice, sent, "the BROADCAST")
 
 
 @checks("register-ipv6", "an IPv6 address is accepted and sent on in brackets", "6")
@@ -364,8 +371,7 @@ async def _forward(ctx: ServerContext) -> None:
     alice, bob, carol = await ctx.members("alice", "bob", "carol")
     sent = await alice.broadcast("hello world")
     for other in (bob, carol):
-        got, _ = await other.wire.expect(f"{show(sent)} at {other.nick}", from_(alice))
-        judge(ctx.record, got, sent, "the forwarded BROADCAST")
+        await arrives(ctx, other, alice, sent, "the forwarded BROADCAST")
 
 
 @checks("broadcast-no-echo", "the sender does not get its own BROADCAST back", "13")
@@ -388,8 +394,7 @@ async def _length_bytes(ctx: ServerContext) -> None:
 async def _payload_intact(ctx: ServerContext) -> None:
     alice, bob = await ctx.members("alice", "bob")
     sent = await alice.broadcast("a:b\r\nBROADCAST:x:1:y\r\nc: 🎉")
-    got, _ = await bob.wire.expect(f"{show(sent)} at {bob.nick}", from_(alice))
-    judge(ctx.record, got, sent, "the forwarded BROADCAST")
+    await arrives(ctx, bob, alice, sent, "the forwarded BROADCAST")
     await nothing_from(bob, alice, "nothing more from the one BROADCAST")
 
 
@@ -401,8 +406,7 @@ async def _char_count(ctx: ServerContext) -> None:
         b"BROADCAST:%s:%d:%s\r\n" % (alice.nick.encode(), len(text), text.encode())
     )
     canonical = encode_broadcast(alice.nick, text)
-    got, _ = await bob.wire.expect(f"{show(canonical)} at {bob.nick}", from_(alice))
-    judge(ctx.record, got, canonical, "the re-encoded BROADCAST")
+    await arrives(ctx, bob, alice, canonical, "the re-encoded BROADCAST")
 
 
 @checks("broadcast-any-case", "commands are accepted in any case and sent on in upper case", "2")
@@ -410,8 +414,7 @@ async def _any_case(ctx: ServerContext) -> None:
     alice, bob = await ctx.members("alice", "bob")
     await alice.wire.send(b"broadcast:%s:2:hi\r\n" % alice.nick.encode())
     canonical = encode_broadcast(alice.nick, "hi")
-    got, _ = await bob.wire.expect(f"{show(canonical)} at {bob.nick}", from_(alice))
-    judge(ctx.record, got, canonical, "the forwarded BROADCAST")
+    await arrives(ctx, bob, alice, canonical, "the forwarded BROADCAST")
 
 
 @checks("broadcast-bare-lf", "lines ended by a bare LF are accepted", "1")
@@ -546,8 +549,7 @@ async def _too_long(ctx: ServerContext) -> None:
     await alice.wire.send(b"BROADCAST:%s:%d:%s\r\n" % (alice.nick.encode(), big, b"x" * big))
     await expect_error(alice.wire, f"a {big}-byte message", stays_open=True)
     sent = await alice.broadcast("after the long one")
-    got, _ = await bob.wire.expect(f"{show(sent)} at {bob.nick}", from_(alice))
-    judge(ctx.record, got, sent, "the next BROADCAST")
+    await arrives(ctx, bob, alice, sent, "the next BROADCAST")
 
 
 async def fatal(ctx: ServerContext, data: bytes, why: str) -> None:
