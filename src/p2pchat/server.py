@@ -38,6 +38,7 @@ from .protocol import (
     canonical_ip,
     encode_broadcast,
     is_unspecified,
+    nick_key,
 )
 from .state import RegistrationRefused, Registry
 
@@ -464,7 +465,7 @@ class ChatServer:
         if sender is None:
             self._error(conn, REGISTER_FIRST)
             return
-        if event.nick.casefold() != sender.key:
+        if nick_key(event.nick) != sender.key:
             self._error(conn, f"you are registered as '{sender.nick}', not '{event.nick}'")
             return
         self._fan_out(encode_broadcast(sender.nick, event.text), exclude=conn)
