@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="p2pchat",
         description="Group chat with direct peer-to-peer conversations. "
         "Type a line to broadcast it; /help lists the commands.",
+        epilog="p2pchat check {server,client} ... runs conformance checks of any "
+        "implementation of the protocol (p2pchat check --help).",
     )
     p.add_argument(
         "--nick", metavar="NICK", default=None, help="your nickname (default: your login name)"
