@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],
-        help="what to log on stderr (default: warning)",
+        help="what to log (default: warning): on stderr, or in the group tab of the "
+        "full-screen client",
     )
     return p
 

@@ -136,5 +136,4 @@ async def run_check(check: Check[C], make_context: Callable[[Recorder], C]) -> R
 
 
 def describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text}" if str(error) else text
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

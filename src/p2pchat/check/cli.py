@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import _net
+from ..server import DEFAULT_PORT
 from ._core import Check, Result, Verdict, run_check
 from .client import ClientSession, CommandDriver, PersonDriver
 from .client import checks as client_checks
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.address is None:
         parser.error("the server's HOST:PORT is required")
     try:
-        host, port = _net.parse_host_port(args.address, 7777)
+        host, port = _net.parse_host_port(args.address, DEFAULT_PORT)
     except ValueError as error:
         parser.error(str(error))
     results = _net.run(
@@ -136,7 +137,7 @@ def finish(results: list[Result] | None, junit: Path | None, suite: str) -> int:
 
 async def run_client_checks(
     session: ClientSession, chosen: list[Check[ClientSession]]
-) -> list[Result]:
+) -> list[Result] | None:
     try:
         await session.start()
     except OSError as error:

@@ -30,7 +30,6 @@ from ._judge import judge, sentence
 from ._wire import Received, Wire, connect, is_error, is_list, listing, show
 
 checks: Registry[ServerContext] = Registry()
-CRLF = b"\r\n"
 
 
 @dataclass(slots=True)

@@ -311,15 +311,12 @@ class ChatApp(App[int]):
                 self.exit(0)
                 return
             case commands.Help():
-                self.info(commands.HELP + "\n" + KEYS_HELP)
+                self.action_help()
                 return
             case commands.Say(text=text) if self._current_key() != GROUP:
                 command = commands.Msg(self._logs[self._current_key()].title, text)
-            case commands.OpenChat(nick=nick) if nick_key(nick) != nick_key(self.client.nick):
-                if self.client.participants and any(
-                    p.key == nick_key(nick) for p in self.client.participants
-                ):
-                    self.focus_conversation(nick)
+            case commands.OpenChat(nick=nick) if self._is_peer(nick):
+                self.focus_conversation(nick)
             case commands.Msg(nick=nick) if any(
                 p.key == nick_key(nick) for p in self.client.participants
             ):
