@@ -200,7 +200,7 @@ class DirectChatManager:
     def state(self, nick: str) -> ChatState | None:
         """The chat with ``nick``: pending or open, or None when there is none."""
         hs = self._chats.get(nick)
-        return hs.state if hs is not None and (hs.pending or hs.state is ChatState.OPEN) else None
+        return hs.state if hs is not None and hs.live else None
 
     async def open(self, nick: str) -> None:
         """Opens a direct chat (or reuses the open one); raises DirectChatError on failure."""
@@ -261,7 +261,7 @@ class DirectChatManager:
 
     def close_chat(self, nick: str, reason: str = "closed") -> bool:
         hs = self._chats.get(nick)
-        if hs is None or not (hs.pending or hs.state is ChatState.OPEN):
+        if hs is None or not hs.live:
             return False
         self._end(hs, reason, failed=hs.pending)
         return True
@@ -270,7 +270,7 @@ class DirectChatManager:
         """Ends every chat; waits (up to ``timeout``) for what was sent to leave."""
         sessions = [link.session for link in self._links.values() if link.session is not None]
         for hs in list(self._chats):
-            if hs.pending or hs.state is ChatState.OPEN:
+            if hs.live:
                 self._end(hs, "client is leaving", failed=hs.pending, notify=False)
         self.detach_udp()
         if sessions:
@@ -294,7 +294,7 @@ class DirectChatManager:
 
     def _ensure(self, nick: str) -> None:
         hs = self._chats.get(nick)
-        if hs is not None and (hs.pending or hs.state is ChatState.OPEN):
+        if hs is not None and hs.live:
             if hs.state is ChatState.OPEN:
                 self._opened(hs)  # wake waiters; nothing new to open
             return

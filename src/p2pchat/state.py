@@ -220,6 +220,11 @@ class Handshake:
     def pending(self) -> bool:
         return self.state in (ChatState.INVITING, ChatState.ACKED, ChatState.CONNECTING)
 
+    @property
+    def live(self) -> bool:
+        """Pending or open: the chat with this peer, as far as anyone can tell."""
+        return self.pending or self.state is ChatState.OPEN
+
     def handle(self, event: ChatEvent, now: float) -> ChatState:
         try:
             new = _TRANSITIONS[(self.state, event)]
@@ -301,7 +306,7 @@ class DirectChats:
             return InitVerdict.IGNORE
         if secret in self._answered.get(peer.key, ()):
             return InitVerdict.ACK_AGAIN
-        if current is None or not (current.pending or current.state is ChatState.OPEN):
+        if current is None or not current.live:
             return InitVerdict.ACCEPT
         if current.secret == secret:  # our own secret sent back: nonsense
             return InitVerdict.IGNORE
@@ -321,7 +326,7 @@ class DirectChats:
     ) -> tuple[Handshake, Handshake | None]:
         """Records an accepted INIT; returns the new handshake and the one it replaces."""
         replaced = self._by_peer.get(peer.key)
-        if replaced is not None and not (replaced.pending or replaced.state is ChatState.OPEN):
+        if replaced is not None and not replaced.live:
             replaced = None
         hs = Handshake.incoming(peer, secret, now)
         self._by_peer[peer.key] = hs
