@@ -197,7 +197,7 @@ class _Connection(asyncio.Protocol):
             out.clear()
             return True
         if out:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport.write(b"".join(out))  # a lone item is passed as is, not copied
             out.clear()
         return transport.get_write_buffer_size() <= self._server.config.sendq_bytes
 
@@ -324,12 +324,17 @@ class ChatServer:
         self._leave(conn, reason)
 
     def _leave(self, conn: _Connection, reason: str) -> None:
+        leave = self._unregister(conn, reason)
+        if leave is not None and not self._shutting_down:
+            self._fan_out(leave, exclude=None)
+
+    def _unregister(self, conn: _Connection, reason: str) -> bytes | None:
+        """Takes ``conn`` off the list; the UPDATE:LEAVE the others are owed, if it was on it."""
         participant = self.registry.unregister(conn)
         if participant is None:
-            return
+            return None
         log.info("leave %s (%s)", participant.nick, reason)
-        if not self._shutting_down:
-            self._fan_out(Update(Action.LEAVE, participant).encode(), exclude=None)
+        return Update(Action.LEAVE, participant).encode()
 
     def _disconnect(self, conn: _Connection, error: str, reason: str) -> None:
         """Ends a connection on the server's initiative: ERROR, close, LEAVE now.
@@ -387,10 +392,9 @@ class ChatServer:
             log.warning("dropping %s: %s", conn.peer, reason)
             conn.out.clear()  # what it is owed can never reach it
             conn.close(f"dropped: {reason}")
-            participant = self.registry.unregister(conn)
-            if participant is not None:
-                log.info("leave %s (dropped)", participant.nick)
-                leaves.append(Update(Action.LEAVE, participant).encode())
+            leave = self._unregister(conn, "dropped")
+            if leave is not None:
+                leaves.append(leave)
         if leaves and not self._shutting_down:
             self._fan_out(b"".join(leaves), exclude=None)
 
