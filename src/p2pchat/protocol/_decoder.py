@@ -214,11 +214,8 @@ class Decoder:
         end = start + length
         if length > self._max_message or start > self._max_line + 2 or len(buf) < end + 2:
             return None
-        if buf[end] == _LF:
-            after = end + 1
-        elif buf[end] == _CR and buf[end + 1] == _LF:
-            after = end + 2
-        else:
+        after = self._line_end_at(end)
+        if after is None or after < 0:
             return None
         command = (fast[1] or fast[2]).upper()
         if command not in self._expected:
