@@ -27,17 +27,16 @@ async def read_messages(
     ends when the peer closes. Messages already in ``decoder`` come first.
     ``before_read`` may hold reading back (e.g. while the user is far behind)."""
     while True:
-        while True:
-            try:
-                event = decoder.next_event()
-            except RemoteProtocolError as error:
-                yield error
-                if error.fatal:
-                    return
-                continue
-            if event is NEED_DATA:
-                break
+        try:
+            event = decoder.next_event()
+        except RemoteProtocolError as error:
+            yield error
+            if error.fatal:
+                return
+            continue
+        if event is not NEED_DATA:
             yield event
+            continue
         if before_read is not None:
             await before_read()
         data = await reader.read(READ_CHUNK)
