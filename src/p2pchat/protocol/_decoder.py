@@ -158,10 +158,14 @@ class Decoder:
     def _fatal(self, message: str) -> RemoteProtocolError:
         return RemoteProtocolError(message, fatal=True)
 
-    def _discard(self) -> None:
-        n = min(self._skip, len(self._buf))
+    def _consume(self, n: int) -> None:
+        """Drops the first ``n`` bytes, and the character count that was made over them."""
         del self._buf[:n]
         self._counted = None
+
+    def _discard(self) -> None:
+        n = min(self._skip, len(self._buf))
+        self._consume(n)
         self._skip -= n
 
     def _next(self) -> Message | Literal[NeedData.NEED_DATA]:
@@ -176,8 +180,7 @@ class Decoder:
                 return NEED_DATA
             if eol < 0:
                 raise self._fatal("no line end after the skipped message")
-            del buf[:eol]
-            self._counted = None
+            self._consume(eol)
             self._eol_due = False
         fast = _FAST_FRAMED.match(buf)
         if fast is not None:
@@ -198,8 +201,7 @@ class Decoder:
                     raise self._fatal(f"line too long: limit {self._max_line} bytes")
                 return NEED_DATA
             line = bytes(buf[:lf])
-            del buf[: lf + 1]
-            self._counted = None
+            self._consume(lf + 1)
             if line.endswith(b"\r"):
                 line = line[:-1]
             if line:  # blank lines (an extra Enter in netcat) are ignored
@@ -222,8 +224,7 @@ class Decoder:
             return None
         header = fast[3] or b""  # taken before the delete: a match reads the buffer lazily
         payload = bytes(buf[start:end])
-        del buf[:after]
-        self._counted = None
+        self._consume(after)
         return self._build(command, header, payload)
 
     def _line_end_at(self, i: int) -> int | None:
@@ -249,8 +250,7 @@ class Decoder:
             at = buf.find(b":", fields_end[-1] + 1, limit)
             if at < 0 or 0 <= lf < at:
                 if lf >= 0:  # the line ended before the Length: a short, well-framed line
-                    del buf[: lf + 1]
-                    self._counted = None
+                    self._consume(lf + 1)
                     raise RemoteProtocolError(
                         f"malformed {command.decode()}: expected {_FORMATS[command]}"
                     )
@@ -269,8 +269,7 @@ class Decoder:
         length = int(length_text)
         start = fields_end[-1] + 1
         if length > self._max_message:
-            del buf[:start]
-            self._counted = None
+            self._consume(start)
             self._skip = length
             self._eol_due = True
             self._discard()
@@ -295,8 +294,7 @@ class Decoder:
                 )
         header = bytes(buf[colon + 1 : length_at - 1]) if before_length else b""
         payload = bytes(buf[start:end])
-        del buf[:after]
-        self._counted = None
+        self._consume(after)
         if command not in self._expected:
             raise RemoteProtocolError(f"{command.decode()} is not expected here")
         return self._build(command, header, payload)
