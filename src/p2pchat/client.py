@@ -334,6 +334,9 @@ class ChatClient:
         ip = self._ip if self._ip and not is_unspecified(self._ip) else local_ip
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        # One wildcard of the right family: a bare None would bind IPv4 and IPv6
+        # sockets on two different ports, and an INIT can name only one.
+        wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
         bind_ip: str | None = ip
         try:
             transport, _ = await loop.create_datagram_endpoint(
@@ -342,7 +345,6 @@ class ChatClient:
         except OSError:
             # The advertised address is not one of ours (e.g. behind NAT): listen everywhere.
             bind_ip = None
-            wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
             try:
                 transport, _ = await loop.create_datagram_endpoint(
                     self._direct.udp_protocol, local_addr=(wildcard, self._udp_port), family=family
@@ -351,7 +353,7 @@ class ChatClient:
                 raise ConnectError(
                     f"cannot bind UDP port {self._udp_port}: {error.strerror}"
                 ) from None
-        self._direct.attach_udp(transport, ip, bind_ip)  # type: ignore[arg-type]
+        self._direct.attach_udp(transport, bind_ip, bind_ip or wildcard)  # type: ignore[arg-type]
         return Participant(self.nick, ip, transport.get_extra_info("sockname")[1])
 
     # -- internals: the server connection -------------------------------------------

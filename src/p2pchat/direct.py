@@ -182,15 +182,14 @@ class DirectChatManager:
     # -- setup -----------------------------------------------------------------------
 
     def attach_udp(
-        self, transport: asyncio.DatagramTransport, registered_ip: str, bind_ip: str | None
+        self, transport: asyncio.DatagramTransport, bind_ip: str | None, listen_host: str
     ) -> None:
         """Starts using the registered UDP socket; ``bind_ip`` is where TCP sockets bind too
-        (None when the registered address is not one of ours)."""
+        (None when the registered address is not one of ours), ``listen_host`` where
+        listeners for direct chats bind."""
         self._udp = transport
         self._bind_ip = bind_ip
-        # One wildcard of the right family: a bare None would bind IPv4 and IPv6
-        # sockets on two different ports, and the INIT can name only one.
-        self._listen_host = bind_ip or ("::" if ":" in registered_ip else "0.0.0.0")
+        self._listen_host = listen_host
 
     def udp_protocol(self) -> asyncio.DatagramProtocol:
         return _Udp(self)
