@@ -59,6 +59,9 @@ class ServerConfig:
     sendq_bytes: int = 1 << 20
     flood_burst: int = 200
     flood_rate: float = 50.0  # messages per second; 0 turns flood control off
+    # Bytes too: 200 messages of 64 KiB are 12.5 MiB, far more than a reader's send queue.
+    flood_burst_bytes: int = 512 * 1024
+    flood_rate_bytes: float = 1024 * 1024  # per second; 0 turns the byte limit off
     verify_ip: bool = False
     keepalive_idle: int = _net.KEEPALIVE[0]
     keepalive_interval: int = _net.KEEPALIVE[1]
@@ -79,21 +82,36 @@ class ServerConfig:
             raise ValueError("send queue must be at least 1024 bytes")
         if self.flood_rate < 0 or self.flood_burst < 1:
             raise ValueError("flood rate must be >= 0 and flood burst >= 1")
+        if self.flood_rate_bytes < 0 or self.flood_burst_bytes < 1:
+            raise ValueError("flood rate bytes must be >= 0 and flood burst bytes >= 1")
+
+    @property
+    def batch_bytes(self) -> int:
+        """What one loop iteration may owe every reader at most, give or take a message.
+
+        Bursts from many senders at once are spread over several iterations,
+        so a reader that keeps up never finds more than this waiting at once.
+        """
+        return self.sendq_bytes // 4
 
 
 class _Connection(asyncio.Protocol):
     """One client's TCP connection: decodes what it sends, hands events to the server."""
 
     __slots__ = (
+        "_byte_tokens",
         "_decoder",
-        "_flood_timer",
         "_paused",
         "_register_timer",
+        "_resume_handle",
         "_server",
         "_tokens",
         "_tokens_at",
         "closing",
+        "mark",
         "out",
+        "out_bytes",
+        "own",
         "peer",
         "transport",
     )
@@ -109,11 +127,18 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.closing = False
-        self.out: list[bytes] = []  # owed this loop iteration, written by flush()
+        # This iteration's bytes, when they are not just the shared batch
+        # (ChatServer._flush): what it has of the batch so far, in order
+        # with its own messages (LIST, ERROR).
+        self.own = False
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.mark = 0  # how much of the batch is already in out (or is not for it)
         self._paused = False
         self._tokens = float(cfg.flood_burst)
+        self._byte_tokens = float(cfg.flood_burst_bytes)
         self._tokens_at = time.monotonic()
-        self._flood_timer: asyncio.TimerHandle | None = None
+        self._resume_handle: asyncio.Handle | None = None
         self._register_timer: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------
@@ -134,18 +159,24 @@ class _Connection(asyncio.Protocol):
         return False  # the client is leaving: close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._flood_timer, self._register_timer):
-            if timer is not None:
-                timer.cancel()
+        for handle in (self._resume_handle, self._register_timer):
+            if handle is not None:
+                handle.cancel()
         self._server._connection_lost(self, exc)
 
     # -- reading, with flood control by back-pressure ----------------------------
 
     def _process(self) -> None:
         server = self._server
-        rate = server.config.flood_rate
+        cfg = server.config
+        limited = cfg.flood_rate or cfg.flood_rate_bytes
+        batch_limit = cfg.batch_bytes
         while not self.closing:
-            if rate and not self._take_token(rate):
+            if server._batch_bytes >= batch_limit:
+                # Readers are owed enough for this iteration: go on after the flush.
+                self._pause(asyncio.get_running_loop().call_soon(self._resume))
+                return
+            if limited and not self._may_read():
                 return
             try:
                 event = self._decoder.next_event()
@@ -153,34 +184,52 @@ class _Connection(asyncio.Protocol):
                 server._peer_error(self, error)  # a bad message costs a token like a good one
                 continue
             if event is NEED_DATA:
-                if rate:
+                if cfg.flood_rate:
                     self._tokens += 1.0  # nothing was read: give the token back
                 return
             try:
-                server._handle(self, event)
+                self._byte_tokens -= server._handle(self, event)
             except Exception:  # a bug here must cost one message, not the server
                 log.exception("internal error handling %r from %s", event, self.peer)
                 server._queue(self, Error("internal server error").encode())
 
-    def _take_token(self, rate: float) -> bool:
+    def _may_read(self) -> bool:
+        """Takes a message token if the client has one and is not in debt for bytes.
+
+        Bytes are charged after the message (its size is known only then), so
+        the byte bucket may go below zero; reading waits until it is back.
+        """
+        cfg = self._server.config
         now = time.monotonic()
-        burst = self._server.config.flood_burst
-        self._tokens = min(burst, self._tokens + (now - self._tokens_at) * rate)
+        elapsed = now - self._tokens_at
         self._tokens_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
+        wait = 0.0
+        if cfg.flood_rate:
+            self._tokens = min(cfg.flood_burst, self._tokens + elapsed * cfg.flood_rate)
+            if self._tokens < 1.0:
+                wait = (1.0 - self._tokens) / cfg.flood_rate
+        if cfg.flood_rate_bytes:
+            tokens = self._byte_tokens + elapsed * cfg.flood_rate_bytes
+            self._byte_tokens = min(cfg.flood_burst_bytes, tokens)
+            if self._byte_tokens < 0.0:
+                wait = max(wait, -self._byte_tokens / cfg.flood_rate_bytes)
+        if not wait:
+            if cfg.flood_rate:
+                self._tokens -= 1.0
             return True
-        # Out of tokens: stop reading until one is earned. Messages stay queued
+        # Out of tokens: stop reading until they are earned. Messages stay queued
         # in the socket and the decoder; nothing is discarded.
+        self._pause(asyncio.get_running_loop().call_later(wait, self._resume))
+        return False
+
+    def _pause(self, resume: asyncio.Handle) -> None:
         if not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
-            loop = asyncio.get_running_loop()
-            self._flood_timer = loop.call_later((1.0 - self._tokens) / rate, self._resume)
-        return False
+        self._resume_handle = resume
 
     def _resume(self) -> None:
-        self._flood_timer = None
+        self._resume_handle = None
         if self.closing or self.transport is None:
             return
         self._paused = False
@@ -189,20 +238,31 @@ class _Connection(asyncio.Protocol):
 
     # -- writing -----------------------------------------------------------------
 
-    def flush(self) -> bool:
-        """Writes what this iteration owes the client in one go; False past the send queue."""
+    def write_out(self) -> bool:
+        """Hands ``out`` to the socket; False when more than the send queue is left waiting.
+
+        The transport keeps references to the bytes objects, not copies: a
+        batch shared by every reader stays one object until each socket
+        has taken it.
+        """
         transport = self.transport
         out = self.out
         if transport is None or self.closing:
             out.clear()
+            self.out_bytes = 0
             return True
         if out:
-            transport.write(b"".join(out))  # a lone item is passed as is, not copied
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
             out.clear()
+            self.out_bytes = 0
         return transport.get_write_buffer_size() <= self._server.config.sendq_bytes
 
-    def close(self, error: str | None = None) -> None:
-        """Sends what is owed and a last ERROR (if any), and closes once it is written.
+    def close(self, error: str | None = None, *, owed: bool = True) -> None:
+        """Sends what is owed (unless ``owed`` is false) and a last ERROR, if any, and
+        closes once it is written.
 
         A client that does not read would hold the socket open forever, so
         the connection is cut after a grace period whatever happens.
@@ -210,9 +270,14 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closing:
             return
+        if owed:
+            self._server._take_own(self)
+        else:
+            self.out.clear()
+            self.out_bytes = 0
         if error is not None:
             self.out.append(Error(error).encode())
-        self.flush()
+        self.write_out()
         self.closing = True
         transport.close()
         asyncio.get_running_loop().call_later(self._server.config.drop_grace, transport.abort)
@@ -243,7 +308,10 @@ class ChatServer:
         self._server: asyncio.Server | None = None
         self._shutting_down = False
         self._all_closed = asyncio.Event()  # set when the last connection has gone
-        self._dirty: list[_Connection] = []  # connections owed bytes this iteration
+        # What every participant is owed this iteration, in order; see _flush.
+        self._batch: list[bytes] = []
+        self._batch_bytes = 0
+        self._own: list[_Connection] = []  # connections with a stream of their own
         self._flush_scheduled = False
         self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
 
@@ -347,27 +415,56 @@ class ChatServer:
         self._leave(conn, reason)
 
     def _queue(self, conn: _Connection, data: bytes) -> None:
-        """Owes ``data`` to one client; it goes out with the rest at the end of the iteration."""
-        if not conn.out:
-            self._dirty.append(conn)
-            self._schedule_flush()
+        """Owes ``data`` to one client, after what it is owed of the batch so far.
+
+        Its queue counts what waits in its transport too: past the send
+        queue, what it is owed goes to its socket now, and if that does not
+        take enough it is dropped, so a LIST flood holds no more than one
+        send queue (decision 17).
+        """
+        self._take_own(conn)
         conn.out.append(data)
+        conn.out_bytes += len(data)
+        transport = conn.transport
+        sendq = self.config.sendq_bytes
+        if (
+            transport is not None
+            and conn.out_bytes + transport.get_write_buffer_size() > sendq
+            and not conn.write_out()
+        ):
+            self._drop([conn])
+
+    def _take_own(self, conn: _Connection) -> None:
+        """Gives ``conn`` a stream of its own this iteration (see ``_flush``).
+
+        A registered connection first gets what it is owed of the batch so
+        far; any other skips the batch, which is not for it.
+        """
+        if not conn.own:
+            conn.own = True
+            self._own.append(conn)
+            self._schedule_flush()
+        batch = self._batch
+        if conn.mark < len(batch):
+            if conn in self.registry:
+                owed = batch[conn.mark :]
+                conn.out += owed
+                conn.out_bytes += sum(map(len, owed))
+            conn.mark = len(batch)
 
     def _fan_out(self, data: bytes, exclude: _Connection | None) -> None:
         """Owes the same bytes to every registered participant but ``exclude``; never waits.
 
-        Nothing is written here: each client gets what it is owed in one write
-        per loop iteration (``_flush``), not one per message.
+        Nothing is written here: ``_flush`` writes the iteration's batch once per reader.
         """
-        dirty = self._dirty
-        # _queue inlined: this loop runs once per recipient of every broadcast.
-        for conn in self.registry.connections():
-            if conn is not exclude:
-                out = conn.out
-                if not out:
-                    dirty.append(conn)
-                out.append(data)
-        self._schedule_flush()
+        if exclude is not None:
+            self._take_own(exclude)
+        elif not self._batch:
+            self._schedule_flush()
+        self._batch.append(data)
+        self._batch_bytes += len(data)
+        if exclude is not None:
+            exclude.mark = len(self._batch)
 
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
@@ -375,11 +472,37 @@ class ChatServer:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """Writes every client's batch; drops those past the send-queue limit. Their LEAVEs
-        can push others over in turn: the loop goes on until nobody is over."""
-        while self._dirty:
-            dirty, self._dirty = self._dirty, []
-            overflowed = [conn for conn in dirty if not conn.flush()]
+        """Writes what the iteration owes; drops those past the send-queue limit.
+
+        Every reader gets the batch: one bytes object, made once, referenced
+        by every transport until its socket takes it. Only connections with
+        a stream of their own (a sender, a newcomer, one that asked for LIST
+        or was answered an ERROR) get their pieces instead. Drops owe the
+        others LEAVEs, which can push others over in turn: the loop goes on
+        until nobody is over.
+        """
+        sendq = self.config.sendq_bytes
+        while self._batch or self._own:
+            batch, self._batch = self._batch, []
+            own, self._own = self._own, []
+            self._batch_bytes = 0
+            overflowed = []
+            if batch:
+                data = b"".join(batch)  # a lone item is passed as is, not copied
+                for conn in self.registry.connections():
+                    if not conn.own:
+                        transport = conn.transport
+                        assert transport is not None
+                        transport.write(data)
+                        if transport.get_write_buffer_size() > sendq:
+                            overflowed.append(conn)
+            for conn in own:
+                conn.own = False
+                if conn.mark < len(batch) and conn in self.registry:
+                    conn.out += batch[conn.mark :]
+                conn.mark = 0
+                if not conn.write_out():
+                    overflowed.append(conn)
             if overflowed:
                 self._drop(overflowed)
         self._flush_scheduled = False
@@ -389,9 +512,10 @@ class ChatServer:
         reason = f"send queue over {self.config.sendq_bytes} bytes; you are not reading fast enough"
         leaves = []
         for conn in conns:
+            if conn.closing:
+                continue
             log.warning("dropping %s: %s", conn.peer, reason)
-            conn.out.clear()  # what it is owed can never reach it
-            conn.close(f"dropped: {reason}")
+            conn.close(f"dropped: {reason}", owed=False)  # what it is owed can never reach it
             leave = self._unregister(conn, "dropped")
             if leave is not None:
                 leaves.append(leave)
@@ -417,17 +541,22 @@ class ChatServer:
 
     # -- messages --------------------------------------------------------------------
 
-    def _handle(self, conn: _Connection, event: object) -> None:
+    def _handle(self, conn: _Connection, event: object) -> int:
+        """Carries out one message; returns the bytes it made the server send once, which
+        is what byte flood control charges."""
         match event:
             case Broadcast():
-                self._broadcast(conn, event)
+                return self._broadcast(conn, event)
             case Register():
                 self._register(conn, event)
             case ListRequest():
                 if conn not in self.registry:
                     self._error(conn, REGISTER_FIRST)
                 else:
-                    self._queue(conn, self._list_bytes())
+                    data = self._list_bytes()
+                    self._queue(conn, data)
+                    return len(data)
+        return 0
 
     def _register(self, conn: _Connection, event: Register) -> None:
         participant = event.participant
@@ -442,6 +571,7 @@ class ChatServer:
                 f"IP address {participant.ip} is not the one you connect from ({source_ip})",
             )
             return
+        self._take_own(conn)  # before it registers: none of this iteration's batch is for it
         try:
             self.registry.register(conn, participant)
         except RegistrationRefused as refused:
@@ -456,23 +586,25 @@ class ChatServer:
             conn.peer,
         )
         conn.out.append(self._list_bytes())
-        if not conn.flush():  # written at once: whether it fits decides the JOIN
+        if not conn.write_out():  # written at once: whether it fits decides the JOIN
             # Not even its LIST fits: it goes before anyone hears it came.
             self.registry.unregister(conn)
             log.warning("dropping %s: its LIST is over the send queue limit", conn.peer)
-            conn.close(f"dropped: send queue over {self.config.sendq_bytes} bytes")
+            conn.close(f"dropped: send queue over {self.config.sendq_bytes} bytes", owed=False)
             return
         self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn)
 
-    def _broadcast(self, conn: _Connection, event: Broadcast) -> None:
+    def _broadcast(self, conn: _Connection, event: Broadcast) -> int:
         sender = self.registry.get(conn)
         if sender is None:
             self._error(conn, REGISTER_FIRST)
-            return
+            return 0
         if nick_key(event.nick) != sender.key:
             self._error(conn, f"you are registered as '{sender.nick}', not '{event.nick}'")
-            return
-        self._fan_out(encode_broadcast(sender.nick, event.text), exclude=conn)
+            return 0
+        data = encode_broadcast(sender.nick, event.text)
+        self._fan_out(data, exclude=conn)
+        return len(data)
 
 
 # -- command line ------------------------------------------------------------------------
@@ -550,6 +682,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="messages per second per client after the burst; 0 turns flood control off",
     )
     p.add_argument(
+        "--flood-burst-bytes",
+        metavar="BYTES",
+        type=_positive_int,
+        default=defaults.flood_burst_bytes,
+        help="bytes a client may send at once before being slowed",
+    )
+    p.add_argument(
+        "--flood-rate-bytes",
+        metavar="PER_SECOND",
+        type=float,
+        default=defaults.flood_rate_bytes,
+        help="bytes per second per client after the byte burst; 0 turns the byte limit off",
+    )
+    p.add_argument(
         "--verify-ip",
         action="store_true",
         help="require the registered IP to be the connection's source address",
@@ -573,6 +719,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         sendq_bytes=args.sendq_bytes,
         flood_burst=args.flood_burst,
         flood_rate=args.flood_rate,
+        flood_burst_bytes=args.flood_burst_bytes,
+        flood_rate_bytes=args.flood_rate_bytes,
         verify_ip=args.verify_ip,
     )
 

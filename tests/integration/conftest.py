@@ -10,7 +10,7 @@ import pytest
 
 from p2pchat.client import ChatClient
 from p2pchat.events import PeerJoined
-from p2pchat.server import ChatServer
+from p2pchat.server import ChatServer, _Connection
 
 from ._programs import Program
 from ._support import Connect, RawClient, joined, wait_event
@@ -39,6 +39,19 @@ async def connect(start_server: object) -> AsyncIterator[Connect]:
     yield open_client
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+def small_kernel_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shrinks the server's socket send buffers, so that a client that does not read
+    fills its send queue after kilobytes instead of megabytes of kernel buffering."""
+    made = _Connection.connection_made
+
+    def connection_made(self: _Connection, transport: asyncio.BaseTransport) -> None:
+        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        made(self, transport)
+
+    monkeypatch.setattr(_Connection, "connection_made", connection_made)
 
 
 @pytest.fixture

@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
-from p2pchat.server import ChatServer, _Connection
+from p2pchat.server import ChatServer
 
 from ._support import Connect, RawClient
-
-
-@pytest.fixture
-def small_kernel_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shrinks the server's socket send buffers, so that a client that does not read
-    fills its send queue after kilobytes instead of megabytes of kernel buffering."""
-    made = _Connection.connection_made
-
-    def connection_made(self: _Connection, transport: asyncio.BaseTransport) -> None:
-        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        made(self, transport)
-
-    monkeypatch.setattr(_Connection, "connection_made", connection_made)
 
 
 async def stalled(connect: Connect, server: ChatServer, nick: str) -> RawClient:
