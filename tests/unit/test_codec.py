@@ -275,6 +275,21 @@ def test_ipv6_zone_id_with_line_break_is_refused(ip: str) -> None:
         Register(Participant("bob", ip, 5000)).encode()
 
 
+@pytest.mark.parametrize("ip", ["fe80::1%eth0", "fe80::1%" + "z" * 15, "[fe80::1%12]"])
+def test_ipv6_zone_id_up_to_15_characters_is_accepted(ip: str) -> None:
+    assert Participant("bob", ip, 5000).ip == ip.strip("[]")
+
+
+@pytest.mark.parametrize(("zone", "ip"), [(16, "fe80::1%"), (4000, "[fe80::1%")])
+def test_ipv6_zone_id_over_15_characters_is_refused(zone: int, ip: str) -> None:
+    """A zone id is an interface name (at most IFNAMSIZ-1 = 15) or number; the
+    bound keeps every LIST entry short (see test_list_limit.py)."""
+    ip += "z" * zone + ("]" if ip.startswith("[") else "")
+    with pytest.raises(LocalProtocolError) as info:
+        Participant("bob", ip, 5000)
+    assert str(info.value) == (f"IPv6 zone id (after '%') is too long: {zone} characters, limit 15")
+
+
 # -- decoding: valid input ---------------------------------------------------
 
 DECODINGS = [
@@ -578,6 +593,13 @@ MALFORMED = [
         {},
     ),
     # invalid IP addresses
+    (
+        Role.SERVER,
+        b"REGISTER:alice:[fe80::1%" + b"x" * 4000 + b"]:5000\r\n",
+        "IPv6 zone id (after '%') is too long: 4000 characters, limit 15",
+        False,
+        {},
+    ),
     (
         Role.SERVER,
         b"REGISTER:alice:999.0.2.1:5000\r\n",

@@ -9,6 +9,9 @@ from ._errors import LocalProtocolError
 
 NICK_MAX_CHARS = 32
 SECRET_MAX_CHARS = 128
+# Interface names are at most IFNAMSIZ-1 = 15 bytes on Linux (and zone ids are
+# short numbers elsewhere); the cap bounds the longest LIST entry.
+ZONE_MAX_CHARS = 15
 
 # ':' separates fields; whitespace and control characters make names that
 # cannot be typed, seen or told apart.
@@ -75,8 +78,15 @@ def canonical_ip(text: str) -> str:
         address = ipaddress.ip_address(raw)
     except ValueError:
         raise LocalProtocolError(f"{text!r} is not an IPv4 or IPv6 address") from None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
+    if isinstance(address, ipaddress.IPv6Address):
+        zone = address.scope_id
+        if zone is not None and len(zone) > ZONE_MAX_CHARS:
+            raise LocalProtocolError(
+                f"IPv6 zone id (after '%') is too long: {len(zone)} characters, "
+                f"limit {ZONE_MAX_CHARS}"
+            )
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
     return str(address)
 
 
