@@ -157,6 +157,16 @@ async def test_d10_list_before_register_is_an_error_and_register_still_works(ser
             id="nickname-control-char",
         ),
         pytest.param(
+            "REGISTER:eve\u202e:127.0.0.1:5002\r\n".encode(),
+            "nickname 'eve\\u202e' contains U+202E: no invisible or formatting characters allowed",
+            id="nickname-bidi-override",
+        ),
+        pytest.param(
+            "REGISTER:x\u200b:127.0.0.1:5002\r\n".encode(),
+            "nickname 'x\\u200b' contains U+200B: no invisible or formatting characters allowed",
+            id="nickname-zero-width",
+        ),
+        pytest.param(
             b"REGISTER:" + b"n" * 33 + b":127.0.0.1:5002\r\n",
             "nickname is too long: 33 characters, limit 32",
             id="nickname-too-long",
@@ -165,6 +175,11 @@ async def test_d10_list_before_register_is_an_error_and_register_still_works(ser
             b"REGISTER:bob:999.0.0.1:5002\r\n",
             "'999.0.0.1' is not an IPv4 or IPv6 address",
             id="ip-invalid",
+        ),
+        pytest.param(
+            b"REGISTER:bob:[fe80::1%" + b"z" * 4000 + b"]:5002\r\n",
+            "IPv6 zone id (after '%') is too long: 4000 characters, limit 15",
+            id="ip-zone-id-too-long",
         ),
         pytest.param(
             b"REGISTER:bob:localhost:5002\r\n",
