@@ -217,6 +217,18 @@ async def test_d11_register_failure_answers_error_and_retry_works(server, connec
     await alice.expect(join(BOB))
 
 
+async def test_d5_a_nickname_in_another_unicode_form_is_the_same_nickname(server, connect):
+    jose_nfc = "Jos\u00e9:127.0.0.1:5001"  # 'é' as one code point
+    (jose,) = await register_all(server, connect, jose_nfc)
+    other = await connect(server, "other")
+    for nick in ("Jose\u0301", "JOSE\u0301", "JOS\u00c9"):  # 'e' + combining acute, upper case
+        other.send(register(f"{nick}:127.0.0.1:5002"))
+        await other.expect(error(f"nickname '{nick}' is already in use"))
+    other.send(register(BOB))
+    await other.expect(plist(jose_nfc, BOB))
+    await jose.expect(join(BOB))  # nothing announced before
+
+
 async def test_d11_register_twice_on_one_connection_is_an_error_and_keeps_it(server, connect):
     alice, bob = await register_all(server, connect, ALICE, BOB)
     bob.send(register("bob2:127.0.0.1:5009"))

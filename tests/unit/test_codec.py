@@ -35,6 +35,7 @@ from p2pchat.protocol import (
     Role,
     Update,
     decode_datagram,
+    nick_key,
 )
 
 # -- helpers -----------------------------------------------------------------
@@ -267,6 +268,34 @@ def test_every_format_and_private_use_character_is_refused() -> None:
         if unicodedata.category(ch) in ("Cf", "Co") and not ch.isspace():
             with pytest.raises(LocalProtocolError, match=f"U\\+{cp:04X}"):
                 Participant(f"a{ch}", "192.0.2.1", 5000)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("bob", "BOB"),
+        ("Straße", "STRASSE"),  # case folding, not lower()
+        ("José", "Jose\u0301"),  # NFC and NFD
+        ("JOSÉ", "jose\u0301"),
+        ("\u212bngström", "Ångström"),  # the angstrom sign is canonically Å
+        ("\u1fb3\u0323", "\u03b1\u0323\u03b9"),  # U+0345 folds to an iota after the dot below
+        ("한", "\u1112\u1161\u11ab"),  # Hangul syllable and its jamo
+    ],
+)
+def test_nick_key_makes_canonically_equal_names_one(one: str, other: str) -> None:
+    """Decision 5: nick_key is the one definition of 'same nickname'."""
+    assert nick_key(one) == nick_key(other)
+    # Each spelling is kept as sent.
+    assert Participant(other, "192.0.2.1", 5000).nick == other
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [("bob", "bób"), ("bob", "b\u043eb"), ("x²", "x2"), ("Ⅻ", "XII")],  # U+043E is Cyrillic
+)
+def test_nick_key_keeps_different_names_apart(one: str, other: str) -> None:
+    # Look-alikes and compatibility forms stay different names (SECURITY.md).
+    assert nick_key(one) != nick_key(other)
 
 
 BAD_SECRETS = [

@@ -93,8 +93,18 @@ def check_nick(nick: str) -> str:
 
 
 def nick_key(nick: str) -> str:
-    """The form under which nicknames are compared (decision 5)."""
-    return nick.casefold()
+    """The form under which nicknames are compared (decision 5): the one
+    definition of 'same nickname'.
+
+    Unicode's canonical caseless match: 'José' typed as one code point or
+    as 'e' plus a combining accent is one name, and so are 'Bob' and 'BOB'.
+    Decomposing before folding matters: U+0345 folds to a separate iota, which
+    must come after the other accents, not before them. The key is composed
+    again (NFC) only to keep it short.
+    """
+    if nick.isascii():  # the usual case; normalising changes nothing there
+        return nick.casefold()
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", nick).casefold())
 
 
 def check_secret(secret: str) -> str:
