@@ -277,6 +277,36 @@ async def test_d12_verify_ip_refuses_an_address_other_than_the_source(start_serv
     await a.expect(join(BOB))
 
 
+# -- one participant per UDP address (decision 21 credits an INIT to its source) ---------
+
+
+async def test_d21_an_address_another_participant_has_is_refused(server, connect):
+    alice, _carol = await register_all(server, connect, ALICE, "carol:[::1]:5003")
+    taken = error("address 127.0.0.1:5001 is already registered by 'alice'; use another UDP port")
+    mallory = await connect(server, "mallory")
+    for address in (
+        b"127.0.0.1:5001",
+        b"0.0.0.0:5001",  # replaced by the source address, 127.0.0.1
+        b"[::]:5001",
+        b"[::ffff:127.0.0.1]:5001",  # IPv4-mapped: the same address
+    ):
+        mallory.send(b"REGISTER:mallory:" + address + b"\r\n")
+        await mallory.expect(taken)
+    mallory.send(b"REGISTER:mallory:0:0:0:0:0:0:0:1:5003\r\n")  # carol's, spelled out
+    await mallory.expect(
+        error("address [::1]:5003 is already registered by 'carol'; use another UDP port")
+    )
+    mallory.send(register("mallory:127.0.0.1:5009"))  # same connection: the retry works
+    await mallory.expect(plist(ALICE, "carol:[::1]:5003", "mallory:127.0.0.1:5009"))
+    await alice.expect(join("mallory:127.0.0.1:5009"))  # the refused attempts announced nothing
+    # Once alice has left, her address is free again.
+    await alice.close()
+    await mallory.expect(leave(ALICE))
+    bob = await connect(server, "bob")
+    bob.send(b"REGISTER:bob:127.0.0.1:5001\r\n")
+    await bob.expect(plist("carol:[::1]:5003", "mallory:127.0.0.1:5009", "bob:127.0.0.1:5001"))
+
+
 # -- decision 13: BROADCAST ----------------------------------------------------------
 
 

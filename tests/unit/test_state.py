@@ -178,6 +178,60 @@ def test_registry_refused_texts_are_actionable_sentences() -> None:
     assert str(excinfo.value) == "nickname 'bob' is already in use"
 
 
+@pytest.mark.parametrize(
+    ("taken", "claim"),
+    [
+        (ALICE, Participant("mallory", "192.0.2.1", 5000)),
+        # Compared in canonical form: IPv6 spellings, IPv4-mapped IPv6.
+        (CAROL, Participant("mallory", "2001:DB8:0:0::3", 5002)),
+        (CAROL, Participant("mallory", "[2001:db8:0::0:3]", 5002)),
+        (ALICE, Participant("mallory", "::ffff:192.0.2.1", 5000)),
+    ],
+)
+def test_registry_refuses_an_address_another_participant_has(
+    taken: Participant, claim: Participant
+) -> None:
+    """Decision 21: an INIT is credited to whoever is registered at its source,
+    so two participants at one address would let one take the other's chats."""
+    registry: Registry[str] = Registry()
+    registry.register("c1", taken)
+    with pytest.raises(RegistrationRefused) as excinfo:
+        registry.register("c2", claim)
+    assert str(excinfo.value) == (
+        f"address {taken.endpoint} is already registered by '{taken.nick}'; use another UDP port"
+    )
+    # The refusal changes nothing and reserves nothing.
+    assert registry.participants() == (taken,)
+    assert "c2" not in registry
+    registry.register("c2", Participant("mallory", claim.ip, claim.udp_port + 1))
+
+
+def test_registry_same_port_on_another_ip_or_same_ip_on_another_port_is_fine() -> None:
+    registry: Registry[str] = Registry()
+    registry.register("c1", Participant("alice", "192.0.2.1", 5000))
+    registry.register("c2", Participant("bob", "192.0.2.2", 5000))
+    registry.register("c3", Participant("carol", "192.0.2.1", 5001))
+    registry.register("c4", Participant("dave", "fe80::1%eth0", 5000))
+    registry.register("c5", Participant("erin", "fe80::1%eth1", 5000))  # another link
+    assert len(registry) == 5
+
+
+def test_registry_unregister_frees_the_address() -> None:
+    registry: Registry[str] = Registry()
+    registry.register("c1", ALICE)
+    registry.unregister("c1")
+    registry.register("c2", Participant("bob", ALICE.ip, ALICE.udp_port))
+    assert registry.get("c2") == Participant("bob", ALICE.ip, ALICE.udp_port)
+
+
+def test_registry_nickname_is_checked_before_the_address() -> None:
+    registry: Registry[str] = Registry()
+    registry.register("c1", ALICE)
+    with pytest.raises(RegistrationRefused) as excinfo:
+        registry.register("c2", ALICE)
+    assert str(excinfo.value) == "nickname 'alice' is already in use"
+
+
 _NICK_POOL = ("alice", "ALICE", "Alice", "bob", "Bob", "straße", "STRASSE", "carol")
 
 
@@ -188,21 +242,25 @@ _NICK_POOL = ("alice", "ALICE", "Alice", "bob", "Bob", "straße", "STRASSE", "ca
             st.sampled_from(["register", "unregister"]),
             st.integers(min_value=0, max_value=4),
             st.sampled_from(_NICK_POOL),
+            st.integers(min_value=5000, max_value=5002),
         ),
         max_size=40,
     )
 )
-def test_registry_matches_a_simple_model(ops: list[tuple[str, int, str]]) -> None:
+def test_registry_matches_a_simple_model(ops: list[tuple[str, int, str, int]]) -> None:
     registry: Registry[int] = Registry()
     model: list[tuple[int, Participant]] = []  # join order
-    for op, conn, nick in ops:
+    for op, conn, nick, port in ops:
         if op == "register":
-            participant = Participant(nick, "192.0.2.1", 1000 + conn)
+            participant = Participant(nick, "192.0.2.1", port)
             if any(c == conn for c, _ in model):
                 with pytest.raises(RegistrationRefused, match="on this connection"):
                     registry.register(conn, participant)
             elif any(p.nick.casefold() == nick.casefold() for _, p in model):
                 with pytest.raises(RegistrationRefused, match="already in use"):
+                    registry.register(conn, participant)
+            elif any(p.udp_port == port for _, p in model):
+                with pytest.raises(RegistrationRefused, match="already registered by"):
                     registry.register(conn, participant)
             else:
                 registry.register(conn, participant)
