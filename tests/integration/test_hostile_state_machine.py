@@ -723,7 +723,7 @@ class HostileClients(RuleBasedStateMachine):
     @rule(data=st.data())
     def register_address_taken(self, data: st.DataObject) -> None:
         """A free nickname at an address in use, in any spelling of it: refused (decision 21)."""
-        _, taken, _ = self._pick(data, self.members, label="taken")
+        taken = data.draw(st.sampled_from([p for _, p, _ in self.members]), label="taken")
         ip = data.draw(
             st.sampled_from([sent for sent, listed in ADDRESSES if listed.strip("[]") == taken.ip]),
             label="ip",

@@ -217,7 +217,9 @@ async def test_d11_register_failure_answers_error_and_retry_works(server, connec
     await alice.expect(join(BOB))
 
 
-async def test_d5_a_nickname_in_another_unicode_form_is_the_same_nickname(server, connect):
+async def test_d5_a_nickname_in_another_unicode_form_is_the_same_nickname(
+    server: ChatServer, connect: Connect
+) -> None:
     jose_nfc = "Jos\u00e9:127.0.0.1:5001"  # 'é' as one code point
     (jose,) = await register_all(server, connect, jose_nfc)
     other = await connect(server, "other")
@@ -280,7 +282,9 @@ async def test_d12_verify_ip_refuses_an_address_other_than_the_source(start_serv
 # -- one participant per UDP address (decision 21 credits an INIT to its source) ---------
 
 
-async def test_d21_an_address_another_participant_has_is_refused(server, connect):
+async def test_d21_an_address_another_participant_has_is_refused(
+    server: ChatServer, connect: Connect
+) -> None:
     alice, _carol = await register_all(server, connect, ALICE, "carol:[::1]:5003")
     taken = error("address 127.0.0.1:5001 is already registered by 'alice'; use another UDP port")
     mallory = await connect(server, "mallory")
