@@ -25,13 +25,17 @@ class RegistrationRefused(Exception):
 
 
 class Registry(Generic[C]):
-    """Registered participants by connection, in join order, nicknames unique casefolded."""
+    """Registered participants by connection, in join order; nicknames unique
+    (compared by nick_key) and UDP addresses unique."""
 
-    __slots__ = ("_by_conn", "_by_key", "_snapshot")
+    __slots__ = ("_by_address", "_by_conn", "_by_key", "_snapshot")
 
     def __init__(self) -> None:
         self._by_conn: dict[C, Participant] = {}
         self._by_key: dict[str, C] = {}
+        # Decision 21: an INIT is credited to the participant registered at its
+        # source address, so one address must name one participant.
+        self._by_address: dict[tuple[str, int], C] = {}
         self._snapshot: tuple[Participant, ...] | None = None
 
     def __len__(self) -> int:
@@ -50,14 +54,23 @@ class Registry(Generic[C]):
             )
         if participant.key in self._by_key:
             raise RegistrationRefused(f"nickname '{participant.nick}' is already in use")
+        # Participant.ip is canonical, so equal addresses compare equal.
+        holder = self._by_address.get(participant.udp_address)
+        if holder is not None:
+            raise RegistrationRefused(
+                f"address {participant.endpoint} is already registered by "
+                f"'{self._by_conn[holder].nick}'; use another UDP port"
+            )
         self._by_conn[conn] = participant
         self._by_key[participant.key] = conn
+        self._by_address[participant.udp_address] = conn
         self._snapshot = None
 
     def unregister(self, conn: C) -> Participant | None:
         participant = self._by_conn.pop(conn, None)
         if participant is not None:
             del self._by_key[participant.key]
+            del self._by_address[participant.udp_address]
             self._snapshot = None
         return participant
 

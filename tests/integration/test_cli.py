@@ -151,8 +151,14 @@ async def test_exit_1_when_the_server_is_unreachable(programs: list[Program]) ->
     ("args", "reason"),
     [
         (["--nick", "a:b"], "nickname 'a:b' contains ':'"),
+        (
+            ["--nick", "eve\u202e"],
+            "nickname 'eve\\u202e' contains U+202E: no invisible or formatting characters allowed",
+        ),
+        (["--nick", "x\u3164"], "nickname 'x\u3164' contains U+3164"),  # drawn as a blank
         (["--server", "localhost:99999"], "port must be a number from 0 to 65535"),
         (["--ip", "not-an-ip"], "is not an IPv4 or IPv6 address"),
+        (["--ip", "fe80::1%" + "z" * 16], "zone id (after '%') is too long: 16 characters"),
         (["--plain", "--json"], "not allowed with argument"),
     ],
 )

@@ -30,6 +30,7 @@ import asyncio
 import socket
 import struct
 import threading
+import unicodedata
 from collections import deque
 from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,9 +70,10 @@ READ_CHUNK = 1 << 16
 MAX_CONNECTIONS = 6
 MAX_MESSAGE = 65536  # the server's default message size limit
 
-# Six spellings, four nicknames: "Ann"/"ann" differ by case and "Straße"/"STRASSE"
-# only by casefold (str.lower keeps the 'ß'), so each pair must refuse the other.
-NICKS = ("Ann", "ann", "bob", "Zoë", "Straße", "STRASSE")
+# Seven spellings, four nicknames: "Ann"/"ann" differ by case, "Straße"/"STRASSE"
+# only by casefold (str.lower keeps the 'ß'), and "Zoë"/"ZOE" + U+0308 by case and
+# Unicode form (one 'ë', or 'E' and a combining diaeresis): each refuses the others.
+NICKS = ("Ann", "ann", "bob", "Zo\u00eb", "ZOE\u0308", "Straße", "STRASSE")
 # (as sent in REGISTER, as the LIST must show it): unspecified addresses mean the
 # connection's source, IPv6 comes back bracketed and normalised (decisions 6, 12).
 ADDRESSES = (
@@ -88,7 +90,13 @@ OVERSIZED = b"BROADCAST:ann:70000:" + b"x" * 70000
 
 
 def key(nick: str) -> str:
-    return nick.casefold()
+    """Same nickname: canonical caseless match (decision 5)."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", nick).casefold())
+
+
+def listed_address(reg: Reg) -> str:
+    """Where a REGISTER puts its sender, as the LIST shows it (decisions 6, 12)."""
+    return f"{dict(ADDRESSES)[reg.ip]}:{int(reg.port)}"
 
 
 def shorten(wire: bytes) -> str:
@@ -176,6 +184,18 @@ INVALID_REGISTERS = (
     Reg("x:y", "127.0.0.1", "5000", "'y:127.0.0.1' is not an IPv4 or IPv6 address"),
     Reg("", "127.0.0.1", "5000", "nickname is empty"),
     Reg("n" * 33, "127.0.0.1", "5000", "nickname is too long: 33 characters, limit 32"),
+    Reg(
+        "eve\u202e",
+        "127.0.0.1",
+        "5000",
+        "nickname 'eve\\u202e' contains U+202E: no invisible or formatting characters allowed",
+    ),
+    Reg(
+        "bob",
+        "[fe80::1%" + "z" * 16 + "]",
+        "5000",
+        "IPv6 zone id (after '%') is too long: 16 characters, limit 15",
+    ),
     Reg("bob", "999.0.0.1", "5000", "'999.0.0.1' is not an IPv4 or IPv6 address"),
     Reg("bob", "127.0.0.1", "0", "port 0 is out of range 1-65535"),
     Reg("bob", "127.0.0.1", "65536", "port 65536 is out of range 1-65535"),
@@ -494,6 +514,10 @@ class HostileClients(RuleBasedStateMachine):
         taken = self._taken()
         return [nick for nick in NICKS if key(nick) not in taken]
 
+    def _holder(self, address: str) -> Participant | None:
+        """Who is registered at this address (``ip:port``, as listed), if anyone."""
+        return next((p for _, p, _ in self.members if p.endpoint == address), None)
+
     def _free_gone(self) -> list[str]:
         taken = self._taken()
         return sorted({nick for nick in self.gone if key(nick) not in taken})
@@ -532,6 +556,14 @@ class HostileClients(RuleBasedStateMachine):
                     same = nick in {p.nick for _, p, _ in self.members}
                     event(f"REGISTER: taken{'' if same else ' by casefold'}")
                     conn.due.append(error(f"nickname '{nick}' is already in use"))
+                elif (holder := self._holder(listed_address(item))) is not None:
+                    event("REGISTER: address taken")
+                    conn.due.append(
+                        error(
+                            f"address {listed_address(item)} is already registered by "
+                            f"'{holder.nick}'; use another UDP port"
+                        )
+                    )
                 else:
                     event("REGISTER: joined")
                     listed = dict(ADDRESSES)[ip]
@@ -658,7 +690,8 @@ class HostileClients(RuleBasedStateMachine):
 
     def _join(self, data: st.DataObject, conn: Conn) -> None:
         nick = data.draw(st.sampled_from(self._free_nicks()), label="nick")
-        self._send(data, conn, [data.draw(registers(st.just(nick)), label="register")])
+        free = registers(st.just(nick)).filter(lambda r: not self._holder(listed_address(r)))
+        self._send(data, conn, [data.draw(free, label="register")])
         assert conn.nick == nick
 
     @precondition(lambda self: len(self.conns) < MAX_CONNECTIONS)
@@ -685,6 +718,20 @@ class HostileClients(RuleBasedStateMachine):
         _, taken, _ = self._pick(data, self.members, label="taken")
         nick = apply_case(taken.nick, case)
         self._send(data, self._pick(data, self.conns), [Reg(nick, ip, "4000")])
+
+    @precondition(lambda self: self._unregistered() and self.members and self._free_nicks())
+    @rule(data=st.data())
+    def register_address_taken(self, data: st.DataObject) -> None:
+        """A free nickname at an address in use, in any spelling of it: refused (decision 21)."""
+        taken = data.draw(st.sampled_from([p for _, p, _ in self.members]), label="taken")
+        ip = data.draw(
+            st.sampled_from([sent for sent, listed in ADDRESSES if listed.strip("[]") == taken.ip]),
+            label="ip",
+        )
+        nick = data.draw(st.sampled_from(self._free_nicks()), label="nick")
+        conn = self._pick(data, self._unregistered())
+        self._send(data, conn, [Reg(nick, ip, str(taken.udp_port))])
+        assert conn.nick is None
 
     @precondition(lambda self: self.conns)
     @rule(data=st.data(), item=st.sampled_from(INVALID_REGISTERS))
@@ -756,6 +803,8 @@ class HostileClients(RuleBasedStateMachine):
         nick = apply_case(data.draw(st.sampled_from(self._free_gone()), label="nick"), case)
         event("REGISTER: back after leaving")
         conn = self._open()
+        while self._holder(f"127.0.0.1:{port}"):
+            port = port % 65535 + 1
         self._send(data, conn, [Reg(nick, "127.0.0.1", str(port))])
         assert conn.nick == nick
 

@@ -157,6 +157,16 @@ async def test_d10_list_before_register_is_an_error_and_register_still_works(ser
             id="nickname-control-char",
         ),
         pytest.param(
+            "REGISTER:eve\u202e:127.0.0.1:5002\r\n".encode(),
+            "nickname 'eve\\u202e' contains U+202E: no invisible or formatting characters allowed",
+            id="nickname-bidi-override",
+        ),
+        pytest.param(
+            "REGISTER:x\u200b:127.0.0.1:5002\r\n".encode(),
+            "nickname 'x\\u200b' contains U+200B: no invisible or formatting characters allowed",
+            id="nickname-zero-width",
+        ),
+        pytest.param(
             b"REGISTER:" + b"n" * 33 + b":127.0.0.1:5002\r\n",
             "nickname is too long: 33 characters, limit 32",
             id="nickname-too-long",
@@ -165,6 +175,11 @@ async def test_d10_list_before_register_is_an_error_and_register_still_works(ser
             b"REGISTER:bob:999.0.0.1:5002\r\n",
             "'999.0.0.1' is not an IPv4 or IPv6 address",
             id="ip-invalid",
+        ),
+        pytest.param(
+            b"REGISTER:bob:[fe80::1%" + b"z" * 4000 + b"]:5002\r\n",
+            "IPv6 zone id (after '%') is too long: 4000 characters, limit 15",
+            id="ip-zone-id-too-long",
         ),
         pytest.param(
             b"REGISTER:bob:localhost:5002\r\n",
@@ -200,6 +215,20 @@ async def test_d11_register_failure_answers_error_and_retry_works(server, connec
     await bob.expect(plist(ALICE, BOB))
     # The failed attempt announced nothing: alice's next message is bob's JOIN.
     await alice.expect(join(BOB))
+
+
+async def test_d5_a_nickname_in_another_unicode_form_is_the_same_nickname(
+    server: ChatServer, connect: Connect
+) -> None:
+    jose_nfc = "Jos\u00e9:127.0.0.1:5001"  # 'é' as one code point
+    (jose,) = await register_all(server, connect, jose_nfc)
+    other = await connect(server, "other")
+    for nick in ("Jose\u0301", "JOSE\u0301", "JOS\u00c9"):  # 'e' + combining acute, upper case
+        other.send(register(f"{nick}:127.0.0.1:5002"))
+        await other.expect(error(f"nickname '{nick}' is already in use"))
+    other.send(register(BOB))
+    await other.expect(plist(jose_nfc, BOB))
+    await jose.expect(join(BOB))  # nothing announced before
 
 
 async def test_d11_register_twice_on_one_connection_is_an_error_and_keeps_it(server, connect):
@@ -248,6 +277,38 @@ async def test_d12_verify_ip_refuses_an_address_other_than_the_source(start_serv
     b.send(b"REGISTER:bob:0.0.0.0:5002\r\n")
     await b.expect(plist(ALICE, BOB))
     await a.expect(join(BOB))
+
+
+# -- one participant per UDP address (decision 21 credits an INIT to its source) ---------
+
+
+async def test_d21_an_address_another_participant_has_is_refused(
+    server: ChatServer, connect: Connect
+) -> None:
+    alice, _carol = await register_all(server, connect, ALICE, "carol:[::1]:5003")
+    taken = error("address 127.0.0.1:5001 is already registered by 'alice'; use another UDP port")
+    mallory = await connect(server, "mallory")
+    for address in (
+        b"127.0.0.1:5001",
+        b"0.0.0.0:5001",  # replaced by the source address, 127.0.0.1
+        b"[::]:5001",
+        b"[::ffff:127.0.0.1]:5001",  # IPv4-mapped: the same address
+    ):
+        mallory.send(b"REGISTER:mallory:" + address + b"\r\n")
+        await mallory.expect(taken)
+    mallory.send(b"REGISTER:mallory:0:0:0:0:0:0:0:1:5003\r\n")  # carol's, spelled out
+    await mallory.expect(
+        error("address [::1]:5003 is already registered by 'carol'; use another UDP port")
+    )
+    mallory.send(register("mallory:127.0.0.1:5009"))  # same connection: the retry works
+    await mallory.expect(plist(ALICE, "carol:[::1]:5003", "mallory:127.0.0.1:5009"))
+    await alice.expect(join("mallory:127.0.0.1:5009"))  # the refused attempts announced nothing
+    # Once alice has left, her address is free again.
+    await alice.close()
+    await mallory.expect(leave(ALICE))
+    bob = await connect(server, "bob")
+    bob.send(b"REGISTER:bob:127.0.0.1:5001\r\n")
+    await bob.expect(plist("carol:[::1]:5003", "mallory:127.0.0.1:5009", "bob:127.0.0.1:5001"))
 
 
 # -- decision 13: BROADCAST ----------------------------------------------------------

@@ -11,10 +11,10 @@ from p2pchat.server import ChatServer
 from ._support import Connect, RawClient
 
 
-async def stalled(connect: Connect, server: ChatServer, nick: str) -> RawClient:
-    """A client that registers and then never reads."""
+async def stalled(connect: Connect, server: ChatServer, nick: str, udp_port: int) -> RawClient:
+    """A client that registers (at a UDP port of its own) and then never reads."""
     client = await connect(server, nick, rcvbuf=1024)
-    client.send(f"REGISTER:{nick}:127.0.0.1:1000\r\n".encode())
+    client.send(f"REGISTER:{nick}:127.0.0.1:{udp_port}\r\n".encode())
     await client.drain()
     return client
 
@@ -34,7 +34,7 @@ async def test_d17_hundreds_of_stalled_readers_are_dropped_in_one_go(
     stack), the talker gets no error, and the list ends with the talker alone."""
     server = await start_server(sendq_bytes=200_000, flood_rate=0)
     for i in range(400):
-        await stalled(connect, server, f"s{i}")
+        await stalled(connect, server, f"s{i}", 1000 + i)
     await registered(server, 400)
     talker = await connect(server, "talker")
     talker.send(b"REGISTER:talker:127.0.0.1:999\r\n")
@@ -67,9 +67,9 @@ async def test_d9_a_newcomer_whose_list_does_not_fit_is_never_announced(
     await observer.recv()
     for i in range(300):  # a LIST of about 15 KB
         member = await connect(server, f"m{i}")  # these read, so they stay
-        member.send(f"REGISTER:member-with-a-long-name-{i:04d}:127.0.0.1:1000\r\n".encode())
+        member.send(f"REGISTER:member-with-a-long-name-{i:04d}:127.0.0.1:{1000 + i}\r\n".encode())
     await registered(server, 301)
-    joiner = await stalled(connect, server, "joiner")
+    joiner = await stalled(connect, server, "joiner", 2000)
     await joiner.read_until_closed(timeout=10)  # dropped: its LIST did not fit
     observer.send(b"LIST\r\n")
     seen = []

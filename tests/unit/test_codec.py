@@ -9,6 +9,9 @@ and say whether the stream is lost (decision 16).
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+
 import pytest
 
 from p2pchat.protocol import (
@@ -32,6 +35,7 @@ from p2pchat.protocol import (
     Role,
     Update,
     decode_datagram,
+    nick_key,
 )
 
 # -- helpers -----------------------------------------------------------------
@@ -174,6 +178,51 @@ BAD_NICKS = [
 ]
 
 
+INVISIBLE = "no invisible or formatting characters allowed"
+
+# Decision 5: characters drawn as nothing (format characters, Unicode's
+# Default_Ignorable_Code_Point) or drawn differently on each machine.
+BAD_NICKS += [
+    (nick, f"nickname {nick!r} contains U+{cp:04X}: {why}")
+    for nick, cp, why in [
+        ("eve\u202e", 0x202E, INVISIBLE),  # right-to-left override
+        ("\u202dbob", 0x202D, INVISIBLE),  # left-to-right override
+        ("a\u2066b", 0x2066, INVISIBLE),  # left-to-right isolate
+        ("a\u061cb", 0x061C, INVISIBLE),  # Arabic letter mark
+        ("x\u200b", 0x200B, INVISIBLE),  # zero-width space
+        ("x\u200c", 0x200C, INVISIBLE),  # zero-width non-joiner
+        ("x\u200d", 0x200D, INVISIBLE),  # zero-width joiner
+        ("x\u200e", 0x200E, INVISIBLE),  # left-to-right mark
+        ("x\u2060", 0x2060, INVISIBLE),  # word joiner
+        ("x\u2063", 0x2063, INVISIBLE),  # invisible separator
+        ("x\u2065", 0x2065, INVISIBLE),  # reserved, default-ignorable
+        ("amy\ufeff", 0xFEFF, INVISIBLE),  # zero-width no-break space (BOM)
+        ("bo\u00adb", 0x00AD, INVISIBLE),  # soft hyphen
+        ("bo\u034fb", 0x034F, INVISIBLE),  # combining grapheme joiner
+        ("\u115f", 0x115F, INVISIBLE),  # Hangul choseong filler
+        ("a\u1160", 0x1160, INVISIBLE),  # Hangul jungseong filler
+        ("\u3164", 0x3164, INVISIBLE),  # Hangul filler
+        ("\uffa0", 0xFFA0, INVISIBLE),  # halfwidth Hangul filler
+        ("a\u17b4", 0x17B4, INVISIBLE),  # Khmer inherent vowel
+        ("a\u180b", 0x180B, INVISIBLE),  # Mongolian variation selector
+        ("a\u180e", 0x180E, INVISIBLE),  # Mongolian vowel separator
+        ("a\ufe00", 0xFE00, INVISIBLE),  # variation selector 1
+        ("bob\ufe0f", 0xFE0F, INVISIBLE),  # variation selector 16
+        ("a\U000e0100", 0xE0100, INVISIBLE),  # variation selector 17
+        ("a\U000e01ef", 0xE01EF, INVISIBLE),  # variation selector 256
+        ("a\U000e0001", 0xE0001, INVISIBLE),  # language tag
+        ("a\U000e0041", 0xE0041, INVISIBLE),  # tag latin capital letter A
+        ("a\U000e0fff", 0xE0FFF, INVISIBLE),  # reserved, default-ignorable
+        ("a\U0001d173", 0x1D173, INVISIBLE),  # musical symbol begin beam
+        ("a\u0600", 0x0600, INVISIBLE),  # Arabic number sign: a format character
+        ("\u2800", 0x2800, INVISIBLE),  # braille pattern blank
+        ("a\ue000", 0xE000, "no private-use characters allowed"),
+        ("a\uf8ff", 0xF8FF, "no private-use characters allowed"),
+        ("a\U000f0000", 0xF0000, "no private-use characters allowed"),
+    ]
+]
+
+
 @pytest.mark.parametrize(("nick", "sentence"), BAD_NICKS)
 @pytest.mark.parametrize(
     "build",
@@ -188,6 +237,65 @@ def test_bad_nickname_is_refused(build: object, nick: str, sentence: str) -> Non
     with pytest.raises(LocalProtocolError) as info:
         build(nick)
     assert str(info.value) == sentence
+
+
+@pytest.mark.parametrize(
+    "nick",
+    [
+        "Zoë",
+        "José",
+        "Jose\u0301",  # NFD: a combining accent is visible, and compared by NFC
+        "李小龍",
+        "علي",
+        "नमस्ते",  # combining vowel signs and a virama
+        "한국",
+        "Ωμέγα",
+        "😀",
+        "👍🏽",  # a skin-tone modifier is a visible symbol
+        "a\u0301\u0323",
+        "x" * 32,
+        "\U0001d54f" * 32,  # 32 four-byte characters
+    ],
+)
+def test_visible_nicknames_are_accepted(nick: str) -> None:
+    assert Participant(nick, "192.0.2.1", 5000).nick == nick
+
+
+def test_every_format_and_private_use_character_is_refused() -> None:
+    """The rule follows the Unicode database: each Cf and Co code point, not a list of examples."""
+    for cp in range(sys.maxunicode + 1):
+        ch = chr(cp)
+        if unicodedata.category(ch) in ("Cf", "Co") and not ch.isspace():
+            with pytest.raises(LocalProtocolError, match=f"U\\+{cp:04X}"):
+                Participant(f"a{ch}", "192.0.2.1", 5000)
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        ("bob", "BOB"),
+        ("Straße", "STRASSE"),  # case folding, not lower()
+        ("José", "Jose\u0301"),  # NFC and NFD
+        ("JOSÉ", "jose\u0301"),
+        ("\u212bngström", "Ångström"),  # the angstrom sign is canonically Å
+        ("\u1fb3\u0323", "\u03b1\u0323\u03b9"),  # U+0345 folds to an iota after the dot below
+        ("한", "\u1112\u1161\u11ab"),  # Hangul syllable and its jamo
+    ],
+)
+def test_nick_key_makes_canonically_equal_names_one(one: str, other: str) -> None:
+    """Decision 5: nick_key is the one definition of 'same nickname'."""
+    assert nick_key(one) == nick_key(other)
+    # Each spelling is kept as sent.
+    assert Participant(other, "192.0.2.1", 5000).nick == other
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [("bob", "bób"), ("bob", "b\u043eb"), ("x²", "x2"), ("Ⅻ", "XII")],  # U+043E is Cyrillic
+)
+def test_nick_key_keeps_different_names_apart(one: str, other: str) -> None:
+    # Look-alikes and compatibility forms stay different names (SECURITY.md).
+    assert nick_key(one) != nick_key(other)
 
 
 BAD_SECRETS = [
@@ -273,6 +381,21 @@ def test_lone_surrogate_is_refused(build: object) -> None:
 def test_ipv6_zone_id_with_line_break_is_refused(ip: str) -> None:
     with pytest.raises(LocalProtocolError):
         Register(Participant("bob", ip, 5000)).encode()
+
+
+@pytest.mark.parametrize("ip", ["fe80::1%eth0", "fe80::1%" + "z" * 15, "[fe80::1%12]"])
+def test_ipv6_zone_id_up_to_15_characters_is_accepted(ip: str) -> None:
+    assert Participant("bob", ip, 5000).ip == ip.strip("[]")
+
+
+@pytest.mark.parametrize(("zone", "ip"), [(16, "fe80::1%"), (4000, "[fe80::1%")])
+def test_ipv6_zone_id_over_15_characters_is_refused(zone: int, ip: str) -> None:
+    """A zone id is an interface name (at most IFNAMSIZ-1 = 15) or number; the
+    bound keeps every LIST entry short (see test_list_limit.py)."""
+    ip += "z" * zone + ("]" if ip.startswith("[") else "")
+    with pytest.raises(LocalProtocolError) as info:
+        Participant("bob", ip, 5000)
+    assert str(info.value) == (f"IPv6 zone id (after '%') is too long: {zone} characters, limit 15")
 
 
 # -- decoding: valid input ---------------------------------------------------
@@ -577,7 +700,28 @@ MALFORMED = [
         False,
         {},
     ),
+    (
+        Role.SERVER,
+        "REGISTER:eve\u202e:192.0.2.1:5000\r\n".encode(),
+        f"nickname 'eve\\u202e' contains U+202E: {INVISIBLE}",
+        False,
+        {},
+    ),
+    (
+        Role.CLIENT,
+        "LIST:alice:192.0.2.1:5000:x\u200b:192.0.2.2:5000\r\n".encode(),
+        f"nickname 'x\\u200b' contains U+200B: {INVISIBLE}",
+        False,
+        {},
+    ),
     # invalid IP addresses
+    (
+        Role.SERVER,
+        b"REGISTER:alice:[fe80::1%" + b"x" * 4000 + b"]:5000\r\n",
+        "IPv6 zone id (after '%') is too long: 4000 characters, limit 15",
+        False,
+        {},
+    ),
     (
         Role.SERVER,
         b"REGISTER:alice:999.0.2.1:5000\r\n",

@@ -4,6 +4,7 @@ canonical re-encoding, and robustness against arbitrary bytes."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from itertools import pairwise
 
 import pytest
@@ -30,6 +31,7 @@ from p2pchat.protocol import (
     _decoder,
     check_nick,
     decode_datagram,
+    nick_key,
 )
 
 SETTINGS = settings(
@@ -422,3 +424,44 @@ def test_arbitrary_datagrams_give_init_ack_or_protocol_error(data: bytes) -> Non
     else:
         assert isinstance(message, Init | Ack)
         assert decode_datagram(message.encode()) == message
+
+
+# -- nickname comparison (decision 5) ------------------------------------------
+
+# Letters with and without precomposed forms, combining marks in every order,
+# and the characters whose case folding is more than a lower-case letter.
+_NAME_PIECES = st.one_of(
+    st.sampled_from(
+        [
+            *"eEéÉßẞİǰJẖHÅΩᾳᾼΣςﬁǄǅ가",
+            "\u0131",  # dotless i
+            "\u03b1",  # alpha
+            "\u212b",  # angstrom sign
+            "\u2126",  # ohm sign
+            *"\u0301\u0300\u0323\u0327\u0345\u0307\u0331\u030c",  # combining marks
+            *"\u1100\u1161\u11a8",  # Hangul jamo
+        ]
+    ),
+    st.characters(categories=("Lu", "Ll", "Lt", "Lo", "Mn"), max_codepoint=0x2FFF),
+)
+names = st.lists(_NAME_PIECES, min_size=1, max_size=12).map("".join)
+
+
+@SETTINGS
+@given(names)
+def test_nick_key_is_the_same_for_every_normalisation_form(name: str) -> None:
+    """'José' as one code point or as 'e' plus an accent is one nickname."""
+    key = nick_key(name)
+    for form in ("NFC", "NFD"):
+        assert nick_key(unicodedata.normalize(form, name)) == key
+    assert nick_key(key) == key  # a key is its own key
+    assert unicodedata.is_normalized("NFC", key)
+
+
+@SETTINGS
+@given(names)
+def test_nick_key_is_unicode_canonical_caseless_matching(name: str) -> None:
+    """Equal keys exactly when Unicode's canonical caseless match (D145) says
+    two names are the same: the key is that match's form, composed."""
+    standard = unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+    assert unicodedata.normalize("NFD", nick_key(name)) == standard

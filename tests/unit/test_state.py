@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pchat.protocol import Action, Init, Participant, Update
+from p2pchat.protocol import Action, Init, Participant, Update, nick_key
 from p2pchat.state import (
     ANSWER_TIMEOUT,
     CONNECT_TIMEOUT,
@@ -127,6 +127,8 @@ def test_registry_same_connection_may_register_again_after_unregister() -> None:
         ("Straße", "STRASSE"),  # casefold, not lower(): 'ß' folds to 'ss'
         ("STRASSE", "straße"),
         ("ΣΊΣΥΦΟΣ", "σίσυφος"),  # final sigma folds like sigma
+        ("José", "Jose\u0301"),  # NFC and NFD: one name
+        ("Jose\u0301", "JOSÉ"),
     ],
 )
 def test_registry_nickname_unique_casefolded(first: str, second: str) -> None:
@@ -176,6 +178,60 @@ def test_registry_refused_texts_are_actionable_sentences() -> None:
     assert str(excinfo.value) == "nickname 'bob' is already in use"
 
 
+@pytest.mark.parametrize(
+    ("taken", "claim"),
+    [
+        (ALICE, Participant("mallory", "192.0.2.1", 5000)),
+        # Compared in canonical form: IPv6 spellings, IPv4-mapped IPv6.
+        (CAROL, Participant("mallory", "2001:DB8:0:0::3", 5002)),
+        (CAROL, Participant("mallory", "[2001:db8:0::0:3]", 5002)),
+        (ALICE, Participant("mallory", "::ffff:192.0.2.1", 5000)),
+    ],
+)
+def test_registry_refuses_an_address_another_participant_has(
+    taken: Participant, claim: Participant
+) -> None:
+    """Decision 21: an INIT is credited to whoever is registered at its source,
+    so two participants at one address would let one take the other's chats."""
+    registry: Registry[str] = Registry()
+    registry.register("c1", taken)
+    with pytest.raises(RegistrationRefused) as excinfo:
+        registry.register("c2", claim)
+    assert str(excinfo.value) == (
+        f"address {taken.endpoint} is already registered by '{taken.nick}'; use another UDP port"
+    )
+    # The refusal changes nothing and reserves nothing.
+    assert registry.participants() == (taken,)
+    assert "c2" not in registry
+    registry.register("c2", Participant("mallory", claim.ip, claim.udp_port + 1))
+
+
+def test_registry_same_port_on_another_ip_or_same_ip_on_another_port_is_fine() -> None:
+    registry: Registry[str] = Registry()
+    registry.register("c1", Participant("alice", "192.0.2.1", 5000))
+    registry.register("c2", Participant("bob", "192.0.2.2", 5000))
+    registry.register("c3", Participant("carol", "192.0.2.1", 5001))
+    registry.register("c4", Participant("dave", "fe80::1%eth0", 5000))
+    registry.register("c5", Participant("erin", "fe80::1%eth1", 5000))  # another link
+    assert len(registry) == 5
+
+
+def test_registry_unregister_frees_the_address() -> None:
+    registry: Registry[str] = Registry()
+    registry.register("c1", ALICE)
+    registry.unregister("c1")
+    registry.register("c2", Participant("bob", ALICE.ip, ALICE.udp_port))
+    assert registry.get("c2") == Participant("bob", ALICE.ip, ALICE.udp_port)
+
+
+def test_registry_nickname_is_checked_before_the_address() -> None:
+    registry: Registry[str] = Registry()
+    registry.register("c1", ALICE)
+    with pytest.raises(RegistrationRefused) as excinfo:
+        registry.register("c2", ALICE)
+    assert str(excinfo.value) == "nickname 'alice' is already in use"
+
+
 _NICK_POOL = ("alice", "ALICE", "Alice", "bob", "Bob", "straße", "STRASSE", "carol")
 
 
@@ -186,21 +242,25 @@ _NICK_POOL = ("alice", "ALICE", "Alice", "bob", "Bob", "straße", "STRASSE", "ca
             st.sampled_from(["register", "unregister"]),
             st.integers(min_value=0, max_value=4),
             st.sampled_from(_NICK_POOL),
+            st.integers(min_value=5000, max_value=5002),
         ),
         max_size=40,
     )
 )
-def test_registry_matches_a_simple_model(ops: list[tuple[str, int, str]]) -> None:
+def test_registry_matches_a_simple_model(ops: list[tuple[str, int, str, int]]) -> None:
     registry: Registry[int] = Registry()
     model: list[tuple[int, Participant]] = []  # join order
-    for op, conn, nick in ops:
+    for op, conn, nick, port in ops:
         if op == "register":
-            participant = Participant(nick, "192.0.2.1", 1000 + conn)
+            participant = Participant(nick, "192.0.2.1", port)
             if any(c == conn for c, _ in model):
                 with pytest.raises(RegistrationRefused, match="on this connection"):
                     registry.register(conn, participant)
             elif any(p.nick.casefold() == nick.casefold() for _, p in model):
                 with pytest.raises(RegistrationRefused, match="already in use"):
+                    registry.register(conn, participant)
+            elif any(p.udp_port == port for _, p in model):
+                with pytest.raises(RegistrationRefused, match="already registered by"):
                     registry.register(conn, participant)
             else:
                 registry.register(conn, participant)
@@ -814,7 +874,7 @@ _NICKS = st.text(
 @settings(max_examples=200, deadline=None)
 @given(_NICKS, _NICKS)
 def test_crossing_inits_exactly_one_side_wins(nick_a: str, nick_b: str) -> None:
-    if nick_a.casefold() == nick_b.casefold():
+    if nick_key(nick_a) == nick_key(nick_b):
         return  # one participant
     a = Participant(nick_a, "192.0.2.1", 5000)
     b = Participant(nick_b, "192.0.2.2", 5000)
@@ -825,7 +885,7 @@ def test_crossing_inits_exactly_one_side_wins(nick_a: str, nick_b: str) -> None:
     verdict_at_b = chats_b.judge_init(a, init_a.secret, LATER)
     verdict_at_a = chats_a.judge_init(b, init_b.secret, LATER)
     assert {verdict_at_a, verdict_at_b} == {InitVerdict.ACCEPT, InitVerdict.IGNORE}
-    a_wins = nick_a.casefold() < nick_b.casefold()
+    a_wins = nick_key(nick_a) < nick_key(nick_b)  # compared as the one 'same nickname' key
     assert (verdict_at_b is InitVerdict.ACCEPT) is a_wins
 
 
