@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -65,9 +66,17 @@ log = logging.getLogger("p2pchat.client")
 
 DEFAULT_SERVER = ("127.0.0.1", 7777)
 SERVER_TIMEOUT = 10.0  # to connect to the server, and for it to answer REGISTER
-RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # then every 30 s
+# The n-th attempt waits a random time up to the n-th cap (then up to 30 s each time):
+# after a server restart its clients come back spread out, not all at one instant.
+RECONNECT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 # Events unread by the user beyond which the sockets are read no further.
 UNREAD_EVENTS_LIMIT = 10_000
+
+
+def reconnect_delay(attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0 first): full jitter,
+    uniform from 0 up to that attempt's cap."""
+    return RECONNECT_CAPS[min(attempt, len(RECONNECT_CAPS) - 1)] * rng.random()
 
 
 def _server_decoder() -> Decoder:
@@ -140,7 +149,9 @@ class ChatClient:
         udp_port: int = 0,
         accept_direct: bool = True,
         reconnect: bool = True,
+        rng: random.Random | None = None,
     ) -> None:
+        """``rng`` draws the reconnect delays (a seeded one makes them repeatable)."""
         self.nick = check_nick(nick)
         self._key = nick_key(nick)
         self.host = host
@@ -149,6 +160,7 @@ class ChatClient:
         self._udp_port = udp_port
         self.accept_direct = accept_direct
         self._reconnect = reconnect
+        self._rng = rng or random.Random()
         self._peers = PeerTable(nick)
         self._ignored: set[str] = set()
         self._events = EventQueue(UNREAD_EVENTS_LIMIT)
@@ -378,7 +390,7 @@ class ChatClient:
                 return
             attempt = 0
             while True:
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                delay = reconnect_delay(attempt, self._rng)
                 self._events.put(Disconnected(reason, delay))
                 await asyncio.sleep(delay)
                 attempt += 1

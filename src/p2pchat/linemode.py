@@ -81,7 +81,7 @@ class PlainOutput:
             case ServerError(text=text):
                 self._line(f"!!! server: {printable(text)}")
             case Disconnected(reason=reason, retry_in=retry_in):
-                retry = f"; reconnecting in {retry_in:g} s" if retry_in is not None else ""
+                retry = f"; reconnecting in {retry_in:.1f} s" if retry_in is not None else ""
                 self._line(f"!!! disconnected: {printable(reason)}{retry}")
 
     def participants(self, participants: tuple[Participant, ...]) -> None:

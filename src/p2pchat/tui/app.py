@@ -192,7 +192,7 @@ class ChatApp(App[int]):
                 self.conversation(GROUP).error(f"server: {text}")
             case Disconnected(reason=reason, retry_in=retry_in):
                 status.reconnecting(retry_in)
-                again = f"; reconnecting in {retry_in:g} s" if retry_in is not None else ""
+                again = f"; reconnecting in {retry_in:.1f} s" if retry_in is not None else ""
                 self.conversation(GROUP).error(f"disconnected: {reason}{again}")
 
     # -- the rest of the Output protocol ---------------------------------------------
