@@ -385,10 +385,20 @@ class DirectChatManager:
                 self._init(message, canonical_ip(ip), port)
 
     def _init(self, init: Init, ip: str, port: int) -> None:
-        peer = self._peers.by_address(ip, port)
-        if peer is None:
+        found = self._peers.by_address(ip, port)
+        if not found:
             log.info("ignoring INIT from %s:%d: not a participant", ip, port)
             return
+        if len(found) > 1:
+            # Crediting either could show one's words as the other's (and answer the wrong one).
+            log.warning(
+                "ignoring INIT from %s:%d: registered by %s, so the sender is unknown",
+                ip,
+                port,
+                " and ".join(p.nick for p in found),
+            )
+            return
+        peer = found[0]
         if self._refuses(peer):
             log.info("refusing direct chat from %s", peer.nick)
             return

@@ -81,11 +81,14 @@ class PeerTable:
     whether they include the receiver, and we never chat with ourselves.
     """
 
-    __slots__ = ("_me", "_peers")
+    __slots__ = ("_at", "_me", "_peers")
 
     def __init__(self, my_nick: str) -> None:
         self._me = nick_key(my_nick)
         self._peers: dict[str, Participant] = {}
+        # Nickname keys by UDP address, in join order: an INIT's source is looked up
+        # here, and two participants at one address are seen at once.
+        self._at: dict[tuple[str, int], dict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -97,7 +100,11 @@ class PeerTable:
         return self._peers.get(nick_key(nick))
 
     def replace(self, participants: tuple[Participant, ...]) -> None:
-        self._peers = {p.key: p for p in participants if p.key != self._me}
+        self._peers = {}
+        self._at = {}
+        for p in participants:
+            if p.key != self._me:
+                self._put(p)
 
     def apply(self, update: Update) -> bool:
         """Applies an UPDATE; False when it changes nothing (about us, or already known)."""
@@ -107,16 +114,29 @@ class PeerTable:
         if update.action is Action.JOIN:
             if self._peers.get(p.key) == p:
                 return False
-            self._peers[p.key] = p
+            self._put(p)
             return True
-        return self._peers.pop(p.key, None) is not None
+        return self._drop(p.key)
 
-    def by_address(self, ip: str, port: int) -> Participant | None:
-        """The participant registered at this UDP address (decision 21)."""
-        for p in self._peers.values():
-            if p.udp_port == port and p.ip == ip:
-                return p
-        return None
+    def by_address(self, ip: str, port: int) -> tuple[Participant, ...]:
+        """Everyone registered at this UDP address (decision 21), in join order: one
+        participant, none, or several when the address is claimed twice."""
+        return tuple(self._peers[key] for key in self._at.get((ip, port), ()))
+
+    def _put(self, p: Participant) -> None:
+        self._drop(p.key)  # a JOIN for someone known (e.g. at a new address) moves them last
+        self._peers[p.key] = p
+        self._at.setdefault(p.udp_address, {})[p.key] = None
+
+    def _drop(self, key: str) -> bool:
+        p = self._peers.pop(key, None)
+        if p is None:
+            return False
+        keys = self._at[p.udp_address]
+        del keys[key]
+        if not keys:
+            del self._at[p.udp_address]
+        return True
 
 
 # -- direct chats: one handshake per attempt ----------------------------------------
