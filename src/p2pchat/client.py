@@ -18,6 +18,7 @@ import random
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from . import _net
@@ -26,6 +27,7 @@ from .events import (
     BroadcastReceived,
     ClientEvent,
     Disconnected,
+    Notice,
     ParticipantsListed,
     PeerJoined,
     PeerLeft,
@@ -51,10 +53,11 @@ from .protocol import (
     is_unspecified,
     nick_key,
 )
-from .state import ChatState, PeerTable
+from .state import ChatState, PeerTable, PeerTableFull
 
 __all__ = [
     "ChatClient",
+    "ClientLimits",
     "ConnectError",
     "DirectChatError",
     "NotConnectedError",
@@ -71,6 +74,21 @@ SERVER_TIMEOUT = 10.0  # to connect to the server, and for it to answer REGISTER
 RECONNECT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
 # Events unread by the user beyond which the sockets are read no further.
 UNREAD_EVENTS_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """The most a client holds, whatever its server and peers send. Past each limit the
+    offending message or chat is refused with a reason the user sees; the client goes on."""
+
+    # Other participants held: the server's --max-clients default. A JOIN past it is
+    # not taken (no event, no direct chat), and the user is told once per connection.
+    max_participants: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
 
 
 def reconnect_delay(attempt: int, rng: random.Random) -> float:
@@ -150,8 +168,10 @@ class ChatClient:
         accept_direct: bool = True,
         reconnect: bool = True,
         rng: random.Random | None = None,
+        limits: ClientLimits | None = None,
     ) -> None:
         """``rng`` draws the reconnect delays (a seeded one makes them repeatable)."""
+        self.limits = limits or ClientLimits()
         self.nick = check_nick(nick)
         self._key = nick_key(nick)
         self.host = host
@@ -161,7 +181,8 @@ class ChatClient:
         self.accept_direct = accept_direct
         self._reconnect = reconnect
         self._rng = rng or random.Random()
-        self._peers = PeerTable(nick)
+        self._peers = PeerTable(nick, limit=self.limits.max_participants)
+        self._told_full = False  # the user knows the participant table is full
         self._ignored: set[str] = set()
         self._events = EventQueue(UNREAD_EVENTS_LIMIT)
         self._me: Participant | None = None
@@ -321,9 +342,9 @@ class ChatClient:
         self._me = me
         self._writer = writer
         self._decoder = decoder
-        self._peers.replace(listing.participants)
+        self._told_full = False
         self._events.put(Registered(me))
-        self._events.put(ParticipantsListed(self.participants))
+        self._take_list(listing.participants)
         return reader, writer, me
 
     async def _await_registration(
@@ -422,19 +443,38 @@ class ChatClient:
                 if key != self._key and key not in self._ignored:  # some servers echo
                     emit(BroadcastReceived(nick, text))
             case Update(action=action, participant=participant):
-                if self._peers.apply(event):
+                try:
+                    changed = self._peers.apply(event)
+                except PeerTableFull as full:
+                    self._table_full(f"{full}: later joins are not shown or reachable")
+                    return
+                if changed:
                     if action is Action.JOIN:
                         emit(PeerJoined(participant))
                     else:
                         self._direct.peer_left(participant)
                         emit(PeerLeft(participant))
             case ParticipantList(participants=participants):
-                self._peers.replace(participants)
-                emit(ParticipantsListed(self.participants))
+                self._take_list(participants)
             case Error(text=text):
                 emit(ServerError(text))
             case _:
                 log.warning("unexpected message from the server: %r", event)
+
+    def _take_list(self, participants: tuple[Participant, ...]) -> None:
+        left_out = self._peers.replace(participants)
+        self._events.put(ParticipantsListed(self.participants))
+        if left_out:
+            self._table_full(
+                f"{self.limits.max_participants} participants held, the limit: "
+                f"{left_out} left out of the list are not shown or reachable"
+            )
+
+    def _table_full(self, text: str) -> None:
+        if not self._told_full:  # once: a server could send a million JOINs
+            self._told_full = True
+            log.warning("participant list: %s", text)
+            self._events.put(Notice(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

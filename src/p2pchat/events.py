@@ -83,6 +83,13 @@ class Disconnected:
     retry_in: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the client itself tells the user, e.g. that one of its limits was reached."""
+
+    text: str
+
+
 ClientEvent = (
     Registered
     | ParticipantsListed
@@ -95,4 +102,5 @@ ClientEvent = (
     | ChatFailed
     | ServerError
     | Disconnected
+    | Notice
 )

@@ -74,17 +74,24 @@ class Registry(Generic[C]):
 # -- client side: the other participants --------------------------------------------
 
 
+class PeerTableFull(Exception):
+    """A JOIN was not taken: the table holds as many participants as it may."""
+
+
 class PeerTable:
     """A client's view of the other participants, from LIST and UPDATE.
 
     Entries about ourselves are ignored (decision 10): servers differ on
     whether they include the receiver, and we never chat with ourselves.
+    At most ``limit`` others are held, so that no server can grow the table
+    without end.
     """
 
-    __slots__ = ("_at", "_me", "_peers")
+    __slots__ = ("_at", "_limit", "_me", "_peers")
 
-    def __init__(self, my_nick: str) -> None:
+    def __init__(self, my_nick: str, *, limit: int | None = None) -> None:
         self._me = nick_key(my_nick)
+        self._limit = limit
         self._peers: dict[str, Participant] = {}
         # Nickname keys by UDP address, in join order: an INIT's source is looked up
         # here, and two participants at one address are seen at once.
@@ -99,12 +106,19 @@ class PeerTable:
     def get(self, nick: str) -> Participant | None:
         return self._peers.get(nick_key(nick))
 
-    def replace(self, participants: tuple[Participant, ...]) -> None:
+    def replace(self, participants: tuple[Participant, ...]) -> int:
+        """Takes a whole LIST, in its order; returns how many were left out past the limit."""
         self._peers = {}
         self._at = {}
+        left_out = 0
         for p in participants:
-            if p.key != self._me:
+            if p.key == self._me:
+                continue
+            if self._full and p.key not in self._peers:
+                left_out += 1
+            else:
                 self._put(p)
+        return left_out
 
     def apply(self, update: Update) -> bool:
         """Applies an UPDATE; False when it changes nothing (about us, or already known)."""
@@ -114,6 +128,8 @@ class PeerTable:
         if update.action is Action.JOIN:
             if self._peers.get(p.key) == p:
                 return False
+            if self._full and p.key not in self._peers:
+                raise PeerTableFull(f"{self._limit} participants held, the limit")
             self._put(p)
             return True
         return self._drop(p.key)
@@ -122,6 +138,10 @@ class PeerTable:
         """Everyone registered at this UDP address (decision 21), in join order: one
         participant, none, or several when the address is claimed twice."""
         return tuple(self._peers[key] for key in self._at.get((ip, port), ()))
+
+    @property
+    def _full(self) -> bool:
+        return self._limit is not None and len(self._peers) >= self._limit
 
     def _put(self, p: Participant) -> None:
         self._drop(p.key)  # a JOIN for someone known (e.g. at a new address) moves them last

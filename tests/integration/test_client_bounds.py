@@ -11,11 +11,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from p2pchat.client import ChatClient
-from p2pchat.events import ChatOpened, PeerLeft
+from p2pchat.client import ChatClient, ClientLimits
+from p2pchat.events import (
+    BroadcastReceived,
+    ChatOpened,
+    Notice,
+    ParticipantsListed,
+    PeerJoined,
+    PeerLeft,
+    Registered,
+)
 from p2pchat.protocol import Ack, Init
 
-from ._support import FakeServer, UdpInbox, listen, register_with, wait_event
+from ._support import FakeServer, UdpInbox, collect, listen, register_with, wait_event
 
 
 @pytest.fixture
@@ -75,4 +83,63 @@ async def test_an_init_from_an_address_two_participants_claim_is_credited_to_nei
         writer.close()
     finally:
         listener.close()
+        await alice.close()
+
+
+# -- participants held ------------------------------------------------------------
+
+
+async def test_joins_past_the_participant_limit_are_not_held_and_the_user_is_told_once(
+    fake: FakeServer,
+) -> None:
+    """A server announcing 12,000 joins: the client holds the first 10,000 others (the
+    server's --max-clients default), says so once, and goes on; after a leave, a join
+    is taken again."""
+    limit = ClientLimits().max_participants
+    alice = ChatClient("alice", "127.0.0.1", fake.port)
+    conn = await register_with(fake, alice, lambda _: b"LIST\r\n")
+    try:
+        conn.send(
+            b"".join(
+                b"UPDATE:JOIN:u%d:127.0.0.1:%d\r\n" % (i, 1024 + i) for i in range(limit + 2000)
+            )
+            + b"BROADCAST:u0:4:done\r\n"
+        )
+        events = await collect(alice, BroadcastReceived, timeout=20)
+        joined = [e for e in events if isinstance(e, PeerJoined)]
+        notices = [e for e in events if isinstance(e, Notice)]
+        assert len(joined) == limit and joined[-1].participant.nick == f"u{limit - 1}"
+        assert len(notices) == 1, notices
+        assert notices[0].text.startswith(f"{limit} participants held")
+        assert len(alice.participants) == limit + 1  # and ourselves
+        assert alice.chat_state(f"u{limit}") is None
+
+        conn.send(
+            b"UPDATE:LEAVE:u0:127.0.0.1:1024\r\n"
+            b"UPDATE:JOIN:late:127.0.0.1:40000\r\n"
+            b"UPDATE:JOIN:later:127.0.0.1:40001\r\n"
+            b"BROADCAST:u1:5:done2\r\n"
+        )
+        events = await collect(alice, BroadcastReceived)
+        assert [type(e) for e in events] == [PeerLeft, PeerJoined, BroadcastReceived]
+        assert events[1] == PeerJoined(events[1].participant)
+        assert events[1].participant.nick == "late"
+    finally:
+        await alice.close()
+
+
+async def test_a_list_past_the_participant_limit_is_cut_and_the_user_is_told(
+    fake: FakeServer,
+) -> None:
+    alice = ChatClient("alice", "127.0.0.1", fake.port, limits=ClientLimits(max_participants=3))
+    entries = b":".join(b"u%d:127.0.0.1:%d" % (i, 1024 + i) for i in range(8))
+    await register_with(fake, alice, lambda _: b"LIST:" + entries + b"\r\n")
+    try:
+        events = [await alice.next_event() for _ in range(3)]
+        assert [type(e) for e in events] == [Registered, ParticipantsListed, Notice]
+        listed = events[1]
+        assert isinstance(listed, ParticipantsListed)
+        assert [p.nick for p in listed.participants] == ["alice", "u0", "u1", "u2"]
+        assert isinstance(events[2], Notice) and "5 left out" in events[2].text
+    finally:
         await alice.close()

@@ -28,6 +28,7 @@ from p2pchat.state import (
     InitVerdict,
     InvalidTransition,
     PeerTable,
+    PeerTableFull,
     RegistrationRefused,
     Registry,
     TimerAction,
@@ -392,6 +393,29 @@ def test_peer_table_by_address_agrees_with_a_scan_of_the_table(
     for ip, port in _ADDRESSES:
         expected = tuple(p for p in table if (p.ip, p.udp_port) == (ip, port))
         assert table.by_address(ip, port) == expected
+
+
+def test_peer_table_holds_at_most_its_limit_from_a_list() -> None:
+    """A LIST longer than the limit is cut in its order; replace says how many were left out."""
+    table = PeerTable("zed", limit=2)
+    assert table.replace((ALICE, BOB, CAROL, DAVE)) == 2
+    assert list(table) == [ALICE, BOB]
+    assert table.by_address(CAROL.ip, CAROL.udp_port) == ()
+    assert table.replace((ALICE, Participant("zed", "192.0.2.9", 9), BOB)) == 0  # we don't count
+
+
+def test_peer_table_refuses_a_join_past_its_limit_and_takes_one_after_a_leave() -> None:
+    table = PeerTable("zed", limit=2)
+    table.replace((ALICE, BOB))
+    with pytest.raises(PeerTableFull, match="2 participants"):
+        table.apply(Update(Action.JOIN, CAROL))
+    assert list(table) == [ALICE, BOB]
+    moved = Participant("alice", "192.0.2.77", 7777)  # someone known, at a new address: no growth
+    assert table.apply(Update(Action.JOIN, moved)) is True
+    assert table.apply(Update(Action.JOIN, Participant("ZED", "192.0.2.9", 9))) is False
+    assert table.apply(Update(Action.LEAVE, BOB)) is True
+    assert table.apply(Update(Action.JOIN, CAROL)) is True
+    assert list(table) == [moved, CAROL]
 
 
 # -- Handshake: the state machine -------------------------------------------------

@@ -30,6 +30,7 @@ from ..events import (
     ChatReceived,
     ClientEvent,
     Disconnected,
+    Notice,
     ParticipantsListed,
     PeerJoined,
     PeerLeft,
@@ -194,6 +195,8 @@ class ChatApp(App[int]):
                 status.reconnecting(retry_in)
                 again = f"; reconnecting in {retry_in:.1f} s" if retry_in is not None else ""
                 self.conversation(GROUP).error(f"disconnected: {reason}{again}")
+            case Notice(text=text):
+                self.conversation(GROUP).error(text)
 
     # -- the rest of the Output protocol ---------------------------------------------
 
