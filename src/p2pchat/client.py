@@ -27,6 +27,7 @@ from .events import (
     BroadcastReceived,
     ClientEvent,
     Disconnected,
+    EventQueue,
     Notice,
     ParticipantsListed,
     PeerJoined,
@@ -72,8 +73,6 @@ SERVER_TIMEOUT = 10.0  # to connect to the server, and for it to answer REGISTER
 # The n-th attempt waits a random time up to the n-th cap (then up to 30 s each time):
 # after a server restart its clients come back spread out, not all at one instant.
 RECONNECT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-# Events unread by the user beyond which the sockets are read no further.
-UNREAD_EVENTS_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +83,13 @@ class ClientLimits:
     # Other participants held: the server's --max-clients default. A JOIN past it is
     # not taken (no event, no direct chat), and the user is told once per connection.
     max_participants: int = 10_000
+    # Events the user has not taken yet, counted and in bytes (about what they hold in
+    # memory). Past either, the client stops reading its server and its direct chats
+    # until the user has taken half: back-pressure rather than loss (EventQueue).
+    # 10,000 is a long way behind for a UI; 64 MiB holds 64 of the largest
+    # broadcasts a server may forward, or a thousand of the usual 64 KiB ones.
+    max_unread_events: int = 10_000
+    max_unread_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         for name in self.__dataclass_fields__:
@@ -117,43 +123,6 @@ class NotConnectedError(Exception):
     """The server connection is down (a reconnect may be under way)."""
 
 
-class EventQueue:
-    """Events for the user, in order. Never refuses one; past ``limit`` unread, ``room()``
-    makes the socket readers wait, so a user that falls behind slows its senders down
-    (the server drops it if it lags too far) instead of growing memory without end."""
-
-    def __init__(self, limit: int) -> None:
-        self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
-        self._limit = limit
-        self._room = asyncio.Event()
-        self._room.set()
-
-    def put(self, event: ClientEvent) -> None:
-        self._queue.put_nowait(event)
-        if self._queue.qsize() >= self._limit:
-            self._room.clear()
-
-    def _taken(self) -> None:
-        if self._queue.qsize() <= self._limit // 2:
-            self._room.set()
-
-    async def get(self) -> ClientEvent:
-        event = await self._queue.get()
-        self._taken()
-        return event
-
-    def poll(self) -> ClientEvent | None:
-        try:
-            event = self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-        self._taken()
-        return event
-
-    async def room(self) -> None:
-        await self._room.wait()
-
-
 class ChatClient:
     """One participant: a server connection, a UDP socket for handshakes, and direct chats."""
 
@@ -184,15 +153,13 @@ class ChatClient:
         self._peers = PeerTable(nick, limit=self.limits.max_participants)
         self._told_full = False  # the user knows the participant table is full
         self._ignored: set[str] = set()
-        self._events = EventQueue(UNREAD_EVENTS_LIMIT)
+        self._events = EventQueue(self.limits.max_unread_events, self.limits.max_unread_bytes)
         self._me: Participant | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
-        self._direct = DirectChatManager(
-            nick, self._peers, self._events.put, self._refuses, room=self._events.room
-        )
+        self._direct = DirectChatManager(nick, self._peers, self._events, self._refuses)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -244,6 +211,16 @@ class ChatClient:
         """Everyone registered, ourselves first."""
         others = tuple(self._peers)
         return (self._me, *others) if self._me is not None else others
+
+    @property
+    def unread_events(self) -> int:
+        """Events waiting for the user."""
+        return len(self._events)
+
+    @property
+    def unread_bytes(self) -> int:
+        """About how much memory the events waiting for the user hold."""
+        return self._events.bytes
 
     async def next_event(self) -> ClientEvent:
         return await self._events.get()
@@ -414,6 +391,7 @@ class ChatClient:
                 delay = reconnect_delay(attempt, self._rng)
                 self._events.put(Disconnected(reason, delay))
                 await asyncio.sleep(delay)
+                await self._events.room()  # each registration brings a LIST for the user
                 attempt += 1
                 try:
                     reader, writer, _ = await self._establish()
@@ -422,9 +400,14 @@ class ChatClient:
                     reason = str(error)
 
     async def _read_until_lost(self, reader: asyncio.StreamReader) -> str:
-        # A user far behind on events holds reading back (EventQueue.room).
+        # A user far behind on events holds reading back (EventQueue.room), before each
+        # read and before each event, so the queue never goes past its limits by more
+        # than one event.
+        events = self._events
         try:
-            async for event in _net.read_messages(reader, self._decoder, self._events.room):
+            async for event in _net.read_messages(reader, self._decoder, events.room):
+                if not events.has_room:
+                    await events.room()
                 if not isinstance(event, RemoteProtocolError):
                     self._server_event(event)
                     continue

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import _net
-from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, ClientEvent
+from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, EventQueue
 from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LENGTH_HARD_LIMIT,
@@ -78,10 +78,10 @@ class DirectSession:
         peer: Participant,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        room: Callable[[], Awaitable[None]],
+        events: EventQueue,
     ) -> None:
         self.peer = peer
-        self._room = room
+        self._events = events
         self._out: list[bytes] = []  # frames written since the last flush
         self._out_bytes = 0
         self._flush_scheduled = False
@@ -124,12 +124,16 @@ class DirectSession:
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
 
-    async def run(self, on_text: Callable[[str], None]) -> str:
-        """Reads CHAT frames until the connection ends; returns why it ended."""
+    async def run(self) -> str:
+        """Reads CHAT frames into the user's events until the connection ends; returns
+        why it ended. A user far behind holds reading back, as for the server."""
+        events = self._events
         try:
-            async for event in _net.read_messages(self._reader, self._decoder, self._room):
+            async for event in _net.read_messages(self._reader, self._decoder, events.room):
                 if isinstance(event, Chat):
-                    on_text(event.text)
+                    if not events.has_room:
+                        await events.room()
+                    events.put(ChatReceived(self.peer.nick, event.text))
                     continue
                 log.warning("bad data from %s: %s", self.peer.nick, event)
                 if isinstance(event, RemoteProtocolError) and event.fatal:
@@ -158,17 +162,15 @@ class DirectChatManager:
         self,
         nick: str,
         peers: PeerTable,
-        emit: Callable[[ClientEvent], None],
+        events: EventQueue,
         refuses: Callable[[Participant], bool],
         *,
-        room: Callable[[], Awaitable[None]],
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._me_key = nick_key(nick)
         self._peers = peers
-        self._emit = emit
+        self._events = events
         self._refuses = refuses
-        self._room = room  # waits while the user has too many unread events
         self._bind_ip: str | None = None  # None when our registered IP is not one of ours
         self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._max = max_message_bytes
@@ -402,6 +404,9 @@ class DirectChatManager:
         if self._refuses(peer):
             log.info("refusing direct chat from %s", peer.nick)
             return
+        if not self._events.has_room:  # a datagram cannot be slowed down: turn it away
+            log.info("ignoring INIT from %s: the user is far behind on events", peer.nick)
+            return
         verdict = self._chats.judge_init(peer, init.secret, self._loop.time())
         if verdict is InitVerdict.IGNORE:
             return
@@ -449,15 +454,15 @@ class DirectChatManager:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             _net.set_keepalive(sock, *_net.KEEPALIVE)
-        session = link.session = DirectSession(hs.peer, reader, writer, self._room)
+        session = link.session = DirectSession(hs.peer, reader, writer, self._events)
         peer = hs.peer.nick
         reason = "the chat failed"
         try:
-            self._emit(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
+            self._events.put(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
             for _text, data in self._queued.pop(hs.peer.key, []):
                 session.write(data)
             self._opened(hs)
-            reason = await session.run(lambda text: self._emit(ChatReceived(peer, text)))
+            reason = await session.run()
         finally:  # however the session ends, the chat ends with it
             if hs.state is ChatState.OPEN:
                 self._end(hs, reason, failed=False)
@@ -494,18 +499,18 @@ class DirectChatManager:
         self._chats.forget(hs)
         if keep_waiting:  # a new handshake with the peer takes over the queue and waiters
             if notify and was_open:
-                self._emit(ChatClosed(hs.peer.nick, reason))
+                self._events.put(ChatClosed(hs.peer.nick, reason))
             return
         if failed or not was_open:
             unsent = tuple(text for text, _ in self._queued.pop(hs.peer.key, []))
             if notify:
-                self._emit(ChatFailed(hs.peer.nick, reason, unsent))
+                self._events.put(ChatFailed(hs.peer.nick, reason, unsent))
             error = DirectChatError(reason)
             for waiter in self._waiters.pop(hs.peer.key, []):
                 if not waiter.done():
                     waiter.set_exception(error)
         elif notify:
-            self._emit(ChatClosed(hs.peer.nick, reason))
+            self._events.put(ChatClosed(hs.peer.nick, reason))
 
     def _spawn(self, link: _Link, coro: object) -> None:
         task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -15,6 +15,8 @@ from p2pchat.client import ChatClient, ClientLimits
 from p2pchat.events import (
     BroadcastReceived,
     ChatOpened,
+    ChatReceived,
+    ClientEvent,
     Notice,
     ParticipantsListed,
     PeerJoined,
@@ -22,8 +24,10 @@ from p2pchat.events import (
     Registered,
 )
 from p2pchat.protocol import Ack, Init
+from p2pchat.server import ChatServer
 
-from ._support import FakeServer, UdpInbox, collect, listen, register_with, wait_event
+from ..conftest import StartServer
+from ._support import FakeServer, UdpInbox, collect, joined, listen, register_with, wait_event
 
 
 @pytest.fixture
@@ -143,3 +147,126 @@ async def test_a_list_past_the_participant_limit_is_cut_and_the_user_is_told(
         assert isinstance(events[2], Notice) and "5 left out" in events[2].text
     finally:
         await alice.close()
+
+
+# -- events the user has not read ---------------------------------------------------
+
+
+class QueueWatch:
+    """Records what a client's event queue holds after every event put in it."""
+
+    def __init__(self, client: ChatClient) -> None:
+        self.events: list[int] = []
+        self.bytes: list[int] = []
+        self.largest_event = 0
+        put = client._events.put
+
+        def watched(event: ClientEvent) -> None:
+            before = client.unread_bytes
+            put(event)
+            self.largest_event = max(self.largest_event, client.unread_bytes - before)
+            self.events.append(client.unread_events)
+            self.bytes.append(client.unread_bytes)
+
+        client._events.put = watched  # type: ignore[method-assign]
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Waits, looking at each turn of the loop's clock, until ``condition`` holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_bot_that_does_not_poll_holds_its_byte_limit_and_loses_nothing(
+    start_server: StartServer,
+) -> None:
+    """40 broadcasts of 256 KiB (10 MiB) to a bot that reads no events: it holds its
+    4 MiB of unread events (plus the one that crossed the line), stops reading its
+    socket, and gets every broadcast, in order, once it reads again."""
+    server = await start_server(max_message_bytes=1 << 20, sendq_bytes=64 << 20)
+    limit = 4 << 20
+    bot = ChatClient("bot", "127.0.0.1", server.port, limits=ClientLimits(max_unread_bytes=limit))
+    await bot.connect()
+    alice = await joined(server.port, "alice")
+    try:
+        watch = QueueWatch(bot)
+        texts = [f"{i:03d}" + "x" * (256 * 1024 - 3) for i in range(40)]
+        for text in texts:
+            await alice.broadcast(text)
+        await until(lambda: bot.unread_bytes >= limit)
+        got: list[str] = []
+        async with asyncio.timeout(20):
+            while len(got) < len(texts):
+                event = await bot.next_event()
+                if isinstance(event, BroadcastReceived):
+                    got.append(event.text)
+        assert got == texts
+        assert max(watch.bytes) <= limit + watch.largest_event
+        assert max(watch.bytes) >= limit  # it did fill up: the bound was met, not missed
+        assert bot.connected
+    finally:
+        await alice.close()
+        await bot.close()
+
+
+async def test_a_bot_that_does_not_poll_holds_its_event_count_limit(
+    start_server: StartServer,
+) -> None:
+    """500 short broadcasts to a bot allowed 100 unread events: it never holds more,
+    though they reach its socket in a few reads, and it gets all 500 in order."""
+    server = await start_server(flood_rate=0)
+    bot = ChatClient("bot", "127.0.0.1", server.port, limits=ClientLimits(max_unread_events=100))
+    await bot.connect()
+    alice = await joined(server.port, "alice")
+    try:
+        watch = QueueWatch(bot)
+        for i in range(500):
+            await alice.broadcast(f"n{i}")
+        await until(lambda: bot.unread_events >= 100)
+        got = []
+        async with asyncio.timeout(20):
+            while len(got) < 500:
+                event = await bot.next_event()
+                if isinstance(event, BroadcastReceived):
+                    got.append(event.text)
+        assert got == [f"n{i}" for i in range(500)]
+        assert max(watch.events) == 100
+    finally:
+        await alice.close()
+        await bot.close()
+
+
+async def test_a_direct_chat_to_a_bot_that_does_not_poll_holds_its_limit_and_loses_nothing(
+    server: ChatServer,
+) -> None:
+    """6 MB in a direct chat to a bot that reads no events: the bot holds its 1 MiB (and
+    one message), what it does not read waits in TCP, and every message arrives in
+    order once the bot reads again."""
+    limit = 1 << 20
+    bot = ChatClient("bot", "127.0.0.1", server.port, limits=ClientLimits(max_unread_bytes=limit))
+    await bot.connect()
+    alice = await joined(server.port, "alice")
+    try:
+        await wait_event(bot, PeerJoined)
+        watch = QueueWatch(bot)
+        texts = [f"{i:03d}" + "y" * 60_000 for i in range(100)]  # 6 MB
+
+        async def send_all() -> None:
+            for text in texts:
+                await alice.send_chat("bot", text)
+
+        sending = asyncio.ensure_future(send_all())
+        await until(lambda: bot.unread_bytes >= limit)
+        got = []
+        async with asyncio.timeout(20):
+            while len(got) < len(texts):
+                event = await bot.next_event()
+                if isinstance(event, ChatReceived):
+                    got.append(event.text)
+            await sending
+        assert got == texts
+        assert max(watch.bytes) <= limit + watch.largest_event
+    finally:
+        await alice.close()
+        await bot.close()
