@@ -83,6 +83,12 @@ class ClientLimits:
     # Other participants held: the server's --max-clients default. A JOIN past it is
     # not taken (no event, no direct chat), and the user is told once per connection.
     max_participants: int = 10_000
+    # Direct chats pending or open at once. Each holds a socket (a listener while
+    # pending) and up to one unfinished message: 256 keep a client's descriptors
+    # well under the usual limit of 1024, and are more than anyone talks in at once.
+    # Past it, an INIT gets no ACK (chat_failed tells the user, once per peer while
+    # full) and asking for one more chat is refused.
+    max_direct_chats: int = 256
     # Events the user has not taken yet, counted and in bytes (about what they hold in
     # memory). Past either, the client stops reading its server and its direct chats
     # until the user has taken half: back-pressure rather than loss (EventQueue).
@@ -159,7 +165,9 @@ class ChatClient:
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
-        self._direct = DirectChatManager(nick, self._peers, self._events, self._refuses)
+        self._direct = DirectChatManager(
+            nick, self._peers, self._events, self._refuses, limits=self.limits
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 

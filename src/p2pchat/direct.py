@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import _net
 from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, EventQueue
@@ -38,7 +39,11 @@ from .state import (
     InitVerdict,
     PeerTable,
     TimerAction,
+    TooManyChats,
 )
+
+if TYPE_CHECKING:
+    from .client import ClientLimits
 
 log = logging.getLogger("p2pchat.direct")
 
@@ -165,16 +170,20 @@ class DirectChatManager:
         events: EventQueue,
         refuses: Callable[[Participant], bool],
         *,
+        limits: ClientLimits,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._me_key = nick_key(nick)
         self._peers = peers
         self._events = events
         self._refuses = refuses
+        self._limits = limits
         self._bind_ip: str | None = None  # None when our registered IP is not one of ours
         self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._max = max_message_bytes
-        self._chats = DirectChats(nick)
+        self._chats = DirectChats(nick, max_chats=limits.max_direct_chats)
+        # Peers told their INIT was refused for the limit, while it is reached (once each).
+        self._told_full: set[str] = set()
         self._links: dict[Handshake, _Link] = {}
         self._queued: dict[str, list[tuple[str, bytes]]] = {}  # (text, CHAT frame) by peer
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -306,7 +315,10 @@ class DirectChatManager:
             raise DirectChatError(f"no participant named '{nick}'")
         if self._udp is None:
             raise DirectChatError("not connected")
-        hs = self._chats.start(peer, self._loop.time())
+        try:
+            hs = self._chats.start(peer, self._loop.time())
+        except TooManyChats as error:
+            raise DirectChatError(str(error)) from None
         link = self._links[hs] = _Link()
         self._spawn(link, self._invite(hs, link))
 
@@ -410,6 +422,12 @@ class DirectChatManager:
         verdict = self._chats.judge_init(peer, init.secret, self._loop.time())
         if verdict is InitVerdict.IGNORE:
             return
+        if verdict is InitVerdict.FULL:
+            log.info("refusing direct chat from %s: %s", peer.nick, self._chats.full_reason)
+            if peer.key not in self._told_full:
+                self._told_full.add(peer.key)
+                self._events.put(ChatFailed(peer.nick, f"refused: {self._chats.full_reason}"))
+            return
         assert self._udp is not None
         self._udp.sendto(Ack(init.secret).encode(), (ip, port))
         if verdict is InitVerdict.ACK_AGAIN:
@@ -497,6 +515,8 @@ class DirectChatManager:
                 if task is not asyncio.current_task():
                     task.cancel()
         self._chats.forget(hs)
+        if not self._chats.full:
+            self._told_full.clear()
         if keep_waiting:  # a new handshake with the peer takes over the queue and waiters
             if notify and was_open:
                 self._events.put(ChatClosed(hs.peer.nick, reason))

@@ -301,18 +301,25 @@ class InitVerdict(Enum):
     ACCEPT = auto()  # ACK it and connect; any existing handshake with the peer is replaced
     ACK_AGAIN = auto()  # a repeat of an INIT already answered: ACK, open nothing
     IGNORE = auto()  # INITs crossed and ours wins, or a stale one of that race
+    FULL = auto()  # it would open one chat more than the limit: no ACK, open nothing
+
+
+class TooManyChats(Exception):
+    """A new direct chat would go past the limit on chats pending or open."""
 
 
 class DirectChats:
-    """Every handshake and open direct chat of one client, one per peer (decision 24)."""
+    """Every handshake and open direct chat of one client, one per peer (decision 24),
+    at most ``max_chats`` of them pending or open at once."""
 
-    __slots__ = ("_answered", "_by_peer", "_lost", "_me")
+    __slots__ = ("_answered", "_by_peer", "_lost", "_max", "_me")
 
     # Secrets remembered per peer: enough for every retransmission in flight.
     REMEMBERED_SECRETS: Final = 8
 
-    def __init__(self, my_nick: str) -> None:
+    def __init__(self, my_nick: str, *, max_chats: int | None = None) -> None:
         self._me = nick_key(my_nick)
+        self._max = max_chats
         self._by_peer: dict[str, Handshake] = {}
         # Secrets of INITs that lost a crossing, so a late retransmission of
         # one does not replace the chat that won (decision 24).
@@ -332,7 +339,19 @@ class DirectChats:
     def __iter__(self) -> Iterator[Handshake]:
         return iter(list(self._by_peer.values()))
 
+    @property
+    def full(self) -> bool:
+        """As many chats as allowed are pending or open."""
+        return self._max is not None and sum(hs.live for hs in self._by_peer.values()) >= self._max
+
+    @property
+    def full_reason(self) -> str:
+        return f"{self._max} direct chats pending or open, the limit"
+
     def start(self, peer: Participant, now: float) -> Handshake:
+        """A new chat we ask for; TooManyChats past the limit."""
+        if self.full:
+            raise TooManyChats(self.full_reason)
         hs = Handshake.outgoing(peer, now)
         self._by_peer[peer.key] = hs
         return hs
@@ -347,7 +366,7 @@ class DirectChats:
         if secret in self._answered.get(peer.key, ()):
             return InitVerdict.ACK_AGAIN
         if current is None or not current.live:
-            return InitVerdict.ACCEPT
+            return InitVerdict.FULL if self.full else InitVerdict.ACCEPT
         if current.secret == secret:  # our own secret sent back: nonsense
             return InitVerdict.IGNORE
         # Crossed INITs: the nickname that sorts first wins. The losing INIT can

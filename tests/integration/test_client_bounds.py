@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from p2pchat.client import ChatClient, ClientLimits
+from p2pchat.client import ChatClient, ClientLimits, DirectChatError
 from p2pchat.events import (
     BroadcastReceived,
+    ChatClosed,
+    ChatFailed,
     ChatOpened,
     ChatReceived,
     ClientEvent,
@@ -27,7 +29,16 @@ from p2pchat.protocol import Ack, Init
 from p2pchat.server import ChatServer
 
 from ..conftest import StartServer
-from ._support import FakeServer, UdpInbox, collect, joined, listen, register_with, wait_event
+from ._support import (
+    FakeServer,
+    RawPeer,
+    UdpInbox,
+    collect,
+    joined,
+    listen,
+    register_with,
+    wait_event,
+)
 
 
 @pytest.fixture
@@ -270,3 +281,56 @@ async def test_a_direct_chat_to_a_bot_that_does_not_poll_holds_its_limit_and_los
     finally:
         await alice.close()
         await bot.close()
+
+
+# -- direct chats ---------------------------------------------------------------------
+
+
+async def test_direct_chats_past_the_limit_are_refused_with_a_reason_and_the_client_goes_on(
+    server: ChatServer,
+) -> None:
+    """Five peers ask a client that allows three chats: three open, the other two get no
+    ACK and the user sees a chat_failed for each (once, however often they ask); asking
+    for a fourth chat is refused too. Once a chat closes, a peer gets in."""
+    peers = [RawPeer(f"p{i}") for i in range(5)]
+    for peer in peers:
+        await peer.register(server.port)
+    alice = await joined(server.port, "alice", limits=ClientLimits(max_direct_chats=3))
+    listeners = [await listen() for _ in peers]
+    try:
+        assert alice.me is not None
+        for i, (peer, (listener, _)) in enumerate(zip(peers, listeners, strict=True)):
+            peer.send(Init(f"s{i}", listener.sockets[0].getsockname()[1]), alice.me.udp_address)
+        for peer, (_, accepted) in zip(peers[:3], listeners[:3], strict=True):
+            assert (await peer.datagram())[0] == Ack(f"s{peers.index(peer)}")
+            async with asyncio.timeout(5):
+                await accepted.get()
+        chat_events = [
+            await wait_event(alice, ChatOpened | ChatFailed)  # type: ignore[arg-type]
+            for _ in range(5)
+        ]
+        assert {e.peer for e in chat_events if isinstance(e, ChatOpened)} == {"p0", "p1", "p2"}
+        failed = [e for e in chat_events if isinstance(e, ChatFailed)]
+        assert {f.peer for f in failed} == {"p3", "p4"}
+        assert all(f.reason == "refused: 3 direct chats pending or open, the limit" for f in failed)
+        peers[3].send(Init("s3", 1), alice.me.udp_address)  # asks again: still refused, told once
+        for peer in peers[3:]:
+            with pytest.raises(TimeoutError):
+                await peer.datagram(timeout=1.0)
+        assert alice.poll_event() is None
+        with pytest.raises(DirectChatError, match="3 direct chats pending or open, the limit"):
+            await alice.send_chat("p4", "hello?")
+        assert alice.chat_state("p3") is alice.chat_state("p4") is None
+
+        assert alice.close_chat("p0")
+        await wait_event(alice, ChatClosed)
+        listener, accepted = listeners[3]
+        peers[3].send(Init("s3-again", listener.sockets[0].getsockname()[1]), alice.me.udp_address)
+        assert (await peers[3].datagram())[0] == Ack("s3-again")
+        assert (await wait_event(alice, ChatOpened)).peer == "p3"
+    finally:
+        for listener, _ in listeners:
+            listener.close()
+        for peer in peers:
+            peer.close()
+        await alice.close()

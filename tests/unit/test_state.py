@@ -32,6 +32,7 @@ from p2pchat.state import (
     RegistrationRefused,
     Registry,
     TimerAction,
+    TooManyChats,
     new_secret,
 )
 from p2pchat.state import (
@@ -1041,3 +1042,33 @@ def test_remembered_secrets_are_bounded() -> None:
     for i in range(100):
         assert chats.judge_init(BOB, f"lost-{i}", 1.0) is InitVerdict.IGNORE
     assert len(chats._lost[BOB.key]) == DirectChats.REMEMBERED_SECRETS  # not 100
+
+
+# -- DirectChats: the limit on chats pending or open --------------------------------
+
+
+def test_past_the_chat_limit_a_new_chat_is_refused_both_ways() -> None:
+    chats = DirectChats("alice", max_chats=2)
+    chats.start(BOB, 0.0)
+    chats.accept(CAROL, "c1", 0.0)
+    assert chats.full
+    with pytest.raises(TooManyChats, match="2 direct chats pending or open, the limit"):
+        chats.start(DAVE, 1.0)
+    assert chats.judge_init(DAVE, "d1", LATER) is InitVerdict.FULL
+    assert chats.get("dave") is None
+    # A fresh INIT replaces Carol's chat, adding none; a repeat is acked again.
+    assert chats.judge_init(CAROL, "c2", LATER) is InitVerdict.ACCEPT
+    assert chats.judge_init(CAROL, "c1", LATER) is InitVerdict.ACK_AGAIN
+
+
+def test_a_chat_that_ended_frees_its_place_at_once() -> None:
+    chats = DirectChats("alice", max_chats=2)
+    with_bob = chats.start(BOB, 0.0)
+    chats.accept(CAROL, "c1", 0.0)
+    with_bob.handle(E.TIMEOUT, 5.0)  # failed, not forgotten yet: no longer counts
+    assert not chats.full
+    assert chats.judge_init(DAVE, "d1", LATER) is InitVerdict.ACCEPT
+    chats.accept(DAVE, "d1", 6.0)
+    assert chats.full
+    chats.forget(with_bob)
+    assert chats.full  # Carol and Dave
