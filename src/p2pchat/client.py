@@ -89,6 +89,17 @@ class ClientLimits:
     # Past it, an INIT gets no ACK (chat_failed tells the user, once per peer while
     # full) and asking for one more chat is refused.
     max_direct_chats: int = 256
+    # Bytes of unfinished CHAT frames held across all direct chats. A chat holds at
+    # most one, of up to 1 MiB (the protocol's hard limit: what any peer may send);
+    # 16 of the largest may be under way at once, instead of 256 MiB held for 256
+    # peers that stall. The chat whose bytes would go past is closed, with the reason.
+    max_unfinished_bytes: int = 16 << 20
+    # Seconds a peer has to finish a CHAT frame it started; then the chat is closed.
+    # 1 MiB in 10 s is 100 KB/s, slower than any link a chat runs on. Time the client
+    # spends waiting for its user to take events does not count.
+    frame_timeout: float = 10.0
+    # Seconds a peer may take none of what we send before the chat is closed.
+    stall_timeout: float = 10.0
     # Events the user has not taken yet, counted and in bytes (about what they hold in
     # memory). Past either, the client stops reading its server and its direct chats
     # until the user has taken half: back-pressure rather than loss (EventQueue).

@@ -18,11 +18,13 @@ from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, EventQueue
 from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LENGTH_HARD_LIMIT,
+    NEED_DATA,
     Ack,
     Chat,
     Decoder,
     Init,
     LocalProtocolError,
+    NeedData,
     Participant,
     RemoteProtocolError,
     Role,
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("p2pchat.direct")
 
-# A peer that takes none of our data for this long is gone or stuck: the chat ends.
-STALL_TIMEOUT = 10.0
 # Below this many unsent bytes a sender does not wait (asyncio's own high-water mark).
 _DRAIN_ABOVE = 64 * 1024
 
@@ -75,6 +75,14 @@ class _Udp(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
+class _Unfinished:
+    """Bytes of unfinished CHAT frames held across every direct chat, against one limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
 class DirectSession:
     """An open direct chat: CHAT frames both ways on one TCP connection."""
 
@@ -84,9 +92,14 @@ class DirectSession:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         events: EventQueue,
+        limits: ClientLimits,
+        unfinished: _Unfinished,
     ) -> None:
         self.peer = peer
         self._events = events
+        self._limits = limits
+        self._unfinished = unfinished
+        self._held = 0  # this chat's share of ``unfinished``
         self._out: list[bytes] = []  # frames written since the last flush
         self._out_bytes = 0
         self._flush_scheduled = False
@@ -117,7 +130,7 @@ class DirectSession:
         """Waits while the peer is behind; raises TimeoutError if it takes nothing for too long."""
         if self._writer.transport.get_write_buffer_size() < _DRAIN_ABOVE:
             return  # the usual case: no wait, so no timer to set up per message
-        async with asyncio.timeout(STALL_TIMEOUT):
+        async with asyncio.timeout(self._limits.stall_timeout):
             await self._writer.drain()
 
     def close(self) -> None:
@@ -131,23 +144,72 @@ class DirectSession:
 
     async def run(self) -> str:
         """Reads CHAT frames into the user's events until the connection ends; returns
-        why it ended. A user far behind holds reading back, as for the server."""
-        events = self._events
+        why it ended. A user far behind holds reading back, as for the server; a peer
+        that starts a frame has ``frame_timeout`` of our reading time to finish it."""
         try:
-            async for event in _net.read_messages(self._reader, self._decoder, events.room):
-                if isinstance(event, Chat):
-                    if not events.has_room:
-                        await events.room()
-                    events.put(ChatReceived(self.peer.nick, event.text))
-                    continue
-                log.warning("bad data from %s: %s", self.peer.nick, event)
-                if isinstance(event, RemoteProtocolError) and event.fatal:
-                    return f"{self.peer.nick} sent garbage: {event}"
-            return f"{self.peer.nick} closed the chat"
+            return await self._read()
         except (ConnectionError, OSError) as error:
             return f"connection to {self.peer.nick} lost: {error}"
         finally:
+            self._hold(0)
             self._writer.close()
+
+    async def _read(self) -> str:
+        events, decoder, nick = self._events, self._decoder, self.peer.nick
+        loop = asyncio.get_running_loop()
+        left: float | None = None  # seconds the peer has to finish the frame it started
+        while True:
+            finished = False
+            while (event := self._next()) is not NEED_DATA:
+                if isinstance(event, RemoteProtocolError):
+                    if event.fatal:
+                        return f"{nick} sent garbage: {event}"
+                    continue
+                if not events.has_room:
+                    await events.room()
+                events.put(ChatReceived(nick, event.text))
+                finished = True
+            self._hold(decoder.buffered)
+            if self._unfinished.held > self._unfinished.limit:
+                return (
+                    "unfinished messages in direct chats would hold over "
+                    f"{self._unfinished.limit} bytes"
+                )
+            if not decoder.buffered:
+                left = None
+            elif finished or left is None:
+                left = self._limits.frame_timeout
+            if not events.has_room:
+                await events.room()  # our wait, not the peer's: not counted in ``left``
+            began = loop.time()
+            try:
+                async with asyncio.timeout(left):
+                    data = await self._reader.read(_net.READ_CHUNK)
+            except TimeoutError:
+                return f"{nick} did not finish a message in {self._limits.frame_timeout:g} s"
+            if left is not None:
+                left -= loop.time() - began
+            if not data:
+                return f"{nick} closed the chat"
+            decoder.feed(data)
+
+    def _next(self) -> Chat | RemoteProtocolError | NeedData:
+        """The next whole CHAT, a decoding error in its place, or NEED_DATA."""
+        try:
+            event = self._decoder.next_event()
+        except RemoteProtocolError as error:
+            log.warning("bad data from %s: %s", self.peer.nick, error)
+            return error
+        if event is NEED_DATA or isinstance(event, Chat):
+            return event
+        # A PEER decoder makes nothing else; should it ever, skip it, loudly.
+        log.warning("unexpected message from %s: %r", self.peer.nick, event)
+        return RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+    def _hold(self, n: int) -> None:
+        """This chat now holds ``n`` bytes of an unfinished frame."""
+        self._unfinished.held += n - self._held
+        self._held = n
 
 
 @dataclass(eq=False)
@@ -182,6 +244,7 @@ class DirectChatManager:
         self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._max = max_message_bytes
         self._chats = DirectChats(nick, max_chats=limits.max_direct_chats)
+        self._unfinished = _Unfinished(limits.max_unfinished_bytes)
         # Peers told their INIT was refused for the limit, while it is reached (once each).
         self._told_full: set[str] = set()
         self._links: dict[Handshake, _Link] = {}
@@ -244,7 +307,7 @@ class DirectChatManager:
             try:
                 await session.drain()
             except TimeoutError:
-                reason = f"{hs.peer.nick} took nothing for {STALL_TIMEOUT:g} s"
+                reason = f"{hs.peer.nick} took nothing for {self._limits.stall_timeout:g} s"
                 self._end(hs, reason, failed=False)
                 raise DirectChatError(f"direct chat with {hs.peer.nick} closed: {reason}") from None
             except ConnectionError as error:
@@ -472,7 +535,9 @@ class DirectChatManager:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             _net.set_keepalive(sock, *_net.KEEPALIVE)
-        session = link.session = DirectSession(hs.peer, reader, writer, self._events)
+        session = link.session = DirectSession(
+            hs.peer, reader, writer, self._events, self._limits, self._unfinished
+        )
         peer = hs.peer.nick
         reason = "the chat failed"
         try:

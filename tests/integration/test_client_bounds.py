@@ -27,6 +27,7 @@ from p2pchat.events import (
 )
 from p2pchat.protocol import Ack, Init
 from p2pchat.server import ChatServer
+from p2pchat.state import ChatState
 
 from ..conftest import StartServer
 from ._support import (
@@ -331,6 +332,72 @@ async def test_direct_chats_past_the_limit_are_refused_with_a_reason_and_the_cli
     finally:
         for listener, _ in listeners:
             listener.close()
+        for peer in peers:
+            peer.close()
+        await alice.close()
+
+
+async def _raw_chat(
+    alice: ChatClient, peer: RawPeer
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """alice asks ``peer`` for a chat; the peer connects by hand and the chat opens."""
+    alice.start_chat(peer.nick)
+    init, _ = await peer.datagram()
+    assert isinstance(init, Init)
+    reader, writer = await asyncio.open_connection("127.0.0.1", init.tcp_port)
+    await wait_event(alice, ChatOpened, lambda e: e.peer == peer.nick)
+    return reader, writer
+
+
+async def test_a_peer_that_starts_a_message_and_stalls_loses_the_chat_with_a_reason(
+    server: ChatServer,
+) -> None:
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    alice = await joined(server.port, "alice", limits=ClientLimits(frame_timeout=0.5))
+    try:
+        reader, writer = await _raw_chat(alice, bob)
+        started = asyncio.get_running_loop().time()
+        writer.write(b"CHAT:5:whole\r\nCHAT:1000:only the start")
+        assert (await wait_event(alice, ChatReceived)).text == "whole"
+        closed = await wait_event(alice, ChatClosed)
+        assert closed.reason == "bob did not finish a message in 0.5 s"
+        assert 0.5 <= asyncio.get_running_loop().time() - started < 3.0
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # alice closed it
+        assert alice.chat_state("bob") is None
+        await alice.broadcast("still here")  # the client goes on
+        writer.close()
+    finally:
+        bob.close()
+        await alice.close()
+
+
+async def test_unfinished_messages_across_chats_are_held_to_the_limit(
+    server: ChatServer,
+) -> None:
+    """Two peers each start a large message and stall: together they would hold more than
+    the client allows, so the chat that takes it past the limit is closed with the reason;
+    the other goes on and its message arrives whole."""
+    limit = 300_000
+    peers = [RawPeer("p0"), RawPeer("p1")]
+    for peer in peers:
+        await peer.register(server.port)
+    alice = await joined(server.port, "alice", limits=ClientLimits(max_unfinished_bytes=limit))
+    try:
+        chats = [await _raw_chat(alice, peer) for peer in peers]
+        for _, writer in chats:
+            writer.write(b"CHAT:200000:" + b"z" * 160_000)
+        closed = await wait_event(alice, ChatClosed)
+        assert closed.reason == "unfinished messages in direct chats would hold over 300000 bytes"
+        survivor = 1 - ["p0", "p1"].index(closed.peer)
+        _, writer = chats[survivor]
+        writer.write(b"z" * 40_000 + b"\r\n")
+        got = await wait_event(alice, ChatReceived)
+        assert (got.peer, got.text) == (peers[survivor].nick, "z" * 200_000)
+        assert alice.chat_state(peers[survivor].nick) is ChatState.OPEN
+        for _, writer in chats:
+            writer.close()
+    finally:
         for peer in peers:
             peer.close()
         await alice.close()

@@ -9,8 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from p2pchat import direct
-from p2pchat.client import ChatClient, DirectChatError
+from p2pchat.client import ChatClient, ClientLimits, DirectChatError
 from p2pchat.events import (
     ChatClosed,
     ChatFailed,
@@ -362,26 +361,29 @@ async def test_d6_direct_chat_over_ipv6(start_server) -> None:
 
 
 async def test_a_peer_that_stops_reading_ends_the_chat_not_the_client(
-    alice: ChatClient, bob: RawPeer, monkeypatch: pytest.MonkeyPatch
+    server: ChatServer, bob: RawPeer
 ) -> None:
-    """A direct peer that takes nothing can hold a sender up for STALL_TIMEOUT at most;
+    """A direct peer that takes nothing can hold a sender up for stall_timeout at most;
     then the chat closes with a reason and the client carries on."""
-    monkeypatch.setattr(direct, "STALL_TIMEOUT", 0.5)
-    alice.start_chat("bob")
-    init, _ = await bob.datagram()
-    assert isinstance(init, Init)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", init.tcp_port))
-    await wait_event(alice, ChatOpened)
-    with pytest.raises(DirectChatError, match=r"took nothing for 0\.5 s"):
-        for _ in range(500):  # bounded: the kernel buffers fill long before
-            await alice.send_chat("bob", "x" * 60_000)
-    closed = await wait_event(alice, ChatClosed)
-    assert closed.reason == "bob took nothing for 0.5 s"
-    assert alice.chat_state("bob") is None
-    sock.close()
+    alice = await joined(server.port, "alice", limits=ClientLimits(stall_timeout=0.5))
+    try:
+        alice.start_chat("bob")
+        init, _ = await bob.datagram()
+        assert isinstance(init, Init)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", init.tcp_port))
+        await wait_event(alice, ChatOpened)
+        with pytest.raises(DirectChatError, match=r"took nothing for 0\.5 s"):
+            for _ in range(500):  # bounded: the kernel buffers fill long before
+                await alice.send_chat("bob", "x" * 60_000)
+        closed = await wait_event(alice, ChatClosed)
+        assert closed.reason == "bob took nothing for 0.5 s"
+        assert alice.chat_state("bob") is None
+        sock.close()
+    finally:
+        await alice.close()
 
 
 async def test_text_that_cannot_be_encoded_is_refused_at_once(
