@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from p2pchat import state
 from p2pchat.client import ChatClient, ClientLimits, DirectChatError
 from p2pchat.events import (
     ChatClosed,
@@ -456,3 +457,35 @@ async def test_listener_uses_one_family_when_the_advertised_ip_is_not_ours(
         writer.close()
     finally:
         await alice.close()
+
+
+@pytest.mark.parametrize("how", ["no answer", "acked but no connection", "closed", "peer left"])
+async def test_the_listener_refuses_connections_as_soon_as_the_request_ends(
+    alice: ChatClient, bob: RawPeer, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """While alice's listener waits, a process on bob's IP could connect first and take
+    the chat (the protocol cannot tell it from bob). The window closes with the request:
+    when the ACK's connect time runs out, when nobody answers, when the user closes it
+    and when bob leaves, the port refuses connections by the time the user is told."""
+    monkeypatch.setattr(state, "ANSWER_TIMEOUT", 0.5)
+    monkeypatch.setattr(state, "CONNECT_TIMEOUT", 0.5)
+    alice.start_chat("bob")
+    init, source = await bob.datagram()
+    assert isinstance(init, Init)
+    if how == "acked but no connection":
+        bob.send(Ack(init.secret), source)
+    elif how == "closed":
+        assert alice.close_chat("bob")
+    elif how == "peer left":
+        assert bob.tcp is not None
+        bob.tcp.close()
+    failed = await wait_event(alice, ChatFailed)
+    expected = {
+        "no answer": "bob did not answer",
+        "acked but no connection": "bob answered but did not connect",
+        "closed": "closed",
+        "peer left": "bob left",
+    }
+    assert failed.reason == expected[how]
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", init.tcp_port)
