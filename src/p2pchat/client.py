@@ -410,7 +410,6 @@ class ChatClient:
                 delay = reconnect_delay(attempt, self._rng)
                 self._events.put(Disconnected(reason, delay))
                 await asyncio.sleep(delay)
-                await self._events.room()  # each registration brings a LIST for the user
                 attempt += 1
                 try:
                     reader, writer, _ = await self._establish()

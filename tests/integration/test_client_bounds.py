@@ -401,3 +401,44 @@ async def test_unfinished_messages_across_chats_are_held_to_the_limit(
         for peer in peers:
             peer.close()
         await alice.close()
+
+
+async def _fill(bot: ChatClient, server: ChatServer, limit: int) -> ChatClient:
+    """Another participant broadcasts until ``bot`` holds ``limit`` unread events."""
+    sender = await joined(server.port, "sender")
+    for i in range(limit):
+        await sender.broadcast(f"filler {i}")
+    await until(lambda: bot.unread_events >= limit)
+    return sender
+
+
+async def test_while_a_bot_is_full_an_init_gets_no_ack_and_after_it_reads_one_does(
+    server: ChatServer,
+) -> None:
+    """A datagram cannot be slowed down: while the bot has no room for events, an INIT
+    is turned away (no ACK, nothing opens). Once it reads, the next INIT opens a chat."""
+    bob = RawPeer("bob")
+    await bob.register(server.port)
+    bot = await joined(server.port, "bot", limits=ClientLimits(max_unread_events=10))
+    sender = await _fill(bot, server, 10)
+    listener, accepted = await listen()
+    try:
+        assert bot.me is not None
+        port = listener.sockets[0].getsockname()[1]
+        bob.send(Init("while-full", port), bot.me.udp_address)
+        with pytest.raises(TimeoutError):
+            await bob.datagram(timeout=1.0)
+        assert bot.chat_state("bob") is None
+        while bot.poll_event() is not None:
+            pass
+        bob.send(Init("after-reading", port), bot.me.udp_address)
+        assert (await bob.datagram())[0] == Ack("after-reading")
+        async with asyncio.timeout(5):
+            _, writer = await accepted.get()
+        assert (await wait_event(bot, ChatOpened)).peer == "bob"
+        writer.close()
+    finally:
+        listener.close()
+        bob.close()
+        await sender.close()
+        await bot.close()
