@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ChatClient": "p2pchat.client",
+    "ClientLimits": "p2pchat.client",
     "ConnectError": "p2pchat.client",
     "RegistrationError": "p2pchat.client",
     "NotConnectedError": "p2pchat.client",
@@ -24,6 +25,7 @@ _EXPORTS = {
 __all__ = [
     "ChatClient",
     "ChatServer",
+    "ClientLimits",
     "ConnectError",
     "DirectChatError",
     "NotConnectedError",
@@ -33,7 +35,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .client import ChatClient, ConnectError, NotConnectedError, RegistrationError
+    from .client import (
+        ChatClient,
+        ClientLimits,
+        ConnectError,
+        NotConnectedError,
+        RegistrationError,
+    )
     from .direct import DirectChatError
     from .server import ChatServer, ServerConfig
 

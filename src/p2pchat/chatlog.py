@@ -25,6 +25,7 @@ from .events import (
     ChatReceived,
     ClientEvent,
     Disconnected,
+    Notice,
     PeerJoined,
     PeerLeft,
     Registered,
@@ -122,6 +123,8 @@ class ChatLog:
                 self.write(None, f"!!! server: {printable(text)}")
             case Disconnected(reason=reason):
                 self.write(None, f"!!! disconnected: {printable(reason)}")
+            case Notice(text=text):
+                self.write(None, f"!!! {printable(text)}")
             case _:
                 pass
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from . import _net
@@ -25,6 +27,8 @@ from .events import (
     BroadcastReceived,
     ClientEvent,
     Disconnected,
+    EventQueue,
+    Notice,
     ParticipantsListed,
     PeerJoined,
     PeerLeft,
@@ -50,10 +54,11 @@ from .protocol import (
     is_unspecified,
     nick_key,
 )
-from .state import ChatState, PeerTable
+from .state import ChatState, PeerTable, PeerTableFull
 
 __all__ = [
     "ChatClient",
+    "ClientLimits",
     "ConnectError",
     "DirectChatError",
     "NotConnectedError",
@@ -65,9 +70,54 @@ log = logging.getLogger("p2pchat.client")
 
 DEFAULT_SERVER = ("127.0.0.1", 7777)
 SERVER_TIMEOUT = 10.0  # to connect to the server, and for it to answer REGISTER
-RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # then every 30 s
-# Events unread by the user beyond which the sockets are read no further.
-UNREAD_EVENTS_LIMIT = 10_000
+# The n-th attempt waits a random time up to the n-th cap (then up to 30 s each time):
+# after a server restart its clients come back spread out, not all at one instant.
+RECONNECT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientLimits:
+    """The most a client holds, whatever its server and peers send. Past each limit the
+    offending message or chat is refused with a reason the user sees; the client goes on."""
+
+    # Other participants held: the server's --max-clients default. A JOIN past it is
+    # not taken (no event, no direct chat), and the user is told once per connection.
+    max_participants: int = 10_000
+    # Direct chats pending or open at once. Each holds a socket (a listener while
+    # pending) and up to one unfinished message: 256 keep a client's descriptors
+    # well under the usual limit of 1024, and are more than anyone talks in at once.
+    # Past it, an INIT gets no ACK (chat_failed tells the user, once per peer while
+    # full) and asking for one more chat is refused.
+    max_direct_chats: int = 256
+    # Bytes of unfinished CHAT frames held across all direct chats. A chat holds at
+    # most one, of up to 1 MiB (the protocol's hard limit: what any peer may send);
+    # 16 of the largest may be under way at once, instead of 256 MiB held for 256
+    # peers that stall. The chat whose bytes would go past is closed, with the reason.
+    max_unfinished_bytes: int = 16 << 20
+    # Seconds a peer has to finish a CHAT frame it started; then the chat is closed.
+    # 1 MiB in 10 s is 100 KB/s, slower than any link a chat runs on. Time the client
+    # spends waiting for its user to take events does not count.
+    frame_timeout: float = 10.0
+    # Seconds a peer may take none of what we send before the chat is closed.
+    stall_timeout: float = 10.0
+    # Events the user has not taken yet, counted and in bytes (about what they hold in
+    # memory). Past either, the client stops reading its server and its direct chats
+    # until the user has taken half: back-pressure rather than loss (EventQueue).
+    # 10,000 is a long way behind for a UI; 64 MiB holds 64 of the largest
+    # broadcasts a server may forward, or a thousand of the usual 64 KiB ones.
+    max_unread_events: int = 10_000
+    max_unread_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+
+
+def reconnect_delay(attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0 first): full jitter,
+    uniform from 0 up to that attempt's cap."""
+    return RECONNECT_CAPS[min(attempt, len(RECONNECT_CAPS) - 1)] * rng.random()
 
 
 def _server_decoder() -> Decoder:
@@ -90,43 +140,6 @@ class NotConnectedError(Exception):
     """The server connection is down (a reconnect may be under way)."""
 
 
-class EventQueue:
-    """Events for the user, in order. Never refuses one; past ``limit`` unread, ``room()``
-    makes the socket readers wait, so a user that falls behind slows its senders down
-    (the server drops it if it lags too far) instead of growing memory without end."""
-
-    def __init__(self, limit: int) -> None:
-        self._queue: asyncio.Queue[ClientEvent] = asyncio.Queue()
-        self._limit = limit
-        self._room = asyncio.Event()
-        self._room.set()
-
-    def put(self, event: ClientEvent) -> None:
-        self._queue.put_nowait(event)
-        if self._queue.qsize() >= self._limit:
-            self._room.clear()
-
-    def _taken(self) -> None:
-        if self._queue.qsize() <= self._limit // 2:
-            self._room.set()
-
-    async def get(self) -> ClientEvent:
-        event = await self._queue.get()
-        self._taken()
-        return event
-
-    def poll(self) -> ClientEvent | None:
-        try:
-            event = self._queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return None
-        self._taken()
-        return event
-
-    async def room(self) -> None:
-        await self._room.wait()
-
-
 class ChatClient:
     """One participant: a server connection, a UDP socket for handshakes, and direct chats."""
 
@@ -140,7 +153,11 @@ class ChatClient:
         udp_port: int = 0,
         accept_direct: bool = True,
         reconnect: bool = True,
+        rng: random.Random | None = None,
+        limits: ClientLimits | None = None,
     ) -> None:
+        """``rng`` draws the reconnect delays (a seeded one makes them repeatable)."""
+        self.limits = limits or ClientLimits()
         self.nick = check_nick(nick)
         self._key = nick_key(nick)
         self.host = host
@@ -149,16 +166,18 @@ class ChatClient:
         self._udp_port = udp_port
         self.accept_direct = accept_direct
         self._reconnect = reconnect
-        self._peers = PeerTable(nick)
+        self._rng = rng or random.Random()
+        self._peers = PeerTable(nick, limit=self.limits.max_participants)
+        self._told_full = False  # the user knows the participant table is full
         self._ignored: set[str] = set()
-        self._events = EventQueue(UNREAD_EVENTS_LIMIT)
+        self._events = EventQueue(self.limits.max_unread_events, self.limits.max_unread_bytes)
         self._me: Participant | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
         self._direct = DirectChatManager(
-            nick, self._peers, self._events.put, self._refuses, room=self._events.room
+            nick, self._peers, self._events, self._refuses, limits=self.limits
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -211,6 +230,16 @@ class ChatClient:
         """Everyone registered, ourselves first."""
         others = tuple(self._peers)
         return (self._me, *others) if self._me is not None else others
+
+    @property
+    def unread_events(self) -> int:
+        """Events waiting for the user."""
+        return len(self._events)
+
+    @property
+    def unread_bytes(self) -> int:
+        """About how much memory the events waiting for the user hold."""
+        return self._events.bytes
 
     async def next_event(self) -> ClientEvent:
         return await self._events.get()
@@ -309,9 +338,9 @@ class ChatClient:
         self._me = me
         self._writer = writer
         self._decoder = decoder
-        self._peers.replace(listing.participants)
+        self._told_full = False
         self._events.put(Registered(me))
-        self._events.put(ParticipantsListed(self.participants))
+        self._take_list(listing.participants)
         return reader, writer, me
 
     async def _await_registration(
@@ -378,7 +407,7 @@ class ChatClient:
                 return
             attempt = 0
             while True:
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                delay = reconnect_delay(attempt, self._rng)
                 self._events.put(Disconnected(reason, delay))
                 await asyncio.sleep(delay)
                 attempt += 1
@@ -389,9 +418,14 @@ class ChatClient:
                     reason = str(error)
 
     async def _read_until_lost(self, reader: asyncio.StreamReader) -> str:
-        # A user far behind on events holds reading back (EventQueue.room).
+        # A user far behind on events holds reading back (EventQueue.room), before each
+        # read and before each event, so the queue never goes past its limits by more
+        # than one event.
+        events = self._events
         try:
-            async for event in _net.read_messages(reader, self._decoder, self._events.room):
+            async for event in _net.read_messages(reader, self._decoder, events.room):
+                if not events.has_room:
+                    await events.room()
                 if not isinstance(event, RemoteProtocolError):
                     self._server_event(event)
                     continue
@@ -410,19 +444,38 @@ class ChatClient:
                 if key != self._key and key not in self._ignored:  # some servers echo
                     emit(BroadcastReceived(nick, text))
             case Update(action=action, participant=participant):
-                if self._peers.apply(event):
+                try:
+                    changed = self._peers.apply(event)
+                except PeerTableFull as full:
+                    self._table_full(f"{full}: later joins are not shown or reachable")
+                    return
+                if changed:
                     if action is Action.JOIN:
                         emit(PeerJoined(participant))
                     else:
                         self._direct.peer_left(participant)
                         emit(PeerLeft(participant))
             case ParticipantList(participants=participants):
-                self._peers.replace(participants)
-                emit(ParticipantsListed(self.participants))
+                self._take_list(participants)
             case Error(text=text):
                 emit(ServerError(text))
             case _:
                 log.warning("unexpected message from the server: %r", event)
+
+    def _take_list(self, participants: tuple[Participant, ...]) -> None:
+        left_out = self._peers.replace(participants)
+        self._events.put(ParticipantsListed(self.participants))
+        if left_out:
+            self._table_full(
+                f"{self.limits.max_participants} participants held, the limit: "
+                f"{left_out} left out of the list are not shown or reachable"
+            )
+
+    def _table_full(self, text: str) -> None:
+        if not self._told_full:  # once: a server could send a million JOINs
+            self._told_full = True
+            log.warning("participant list: %s", text)
+            self._events.put(Notice(text))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

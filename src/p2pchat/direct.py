@@ -9,19 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import _net
-from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, ClientEvent
+from .events import ChatClosed, ChatFailed, ChatOpened, ChatReceived, EventQueue
 from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LENGTH_HARD_LIMIT,
+    NEED_DATA,
     Ack,
     Chat,
     Decoder,
     Init,
     LocalProtocolError,
+    NeedData,
     Participant,
     RemoteProtocolError,
     Role,
@@ -38,12 +41,14 @@ from .state import (
     InitVerdict,
     PeerTable,
     TimerAction,
+    TooManyChats,
 )
+
+if TYPE_CHECKING:
+    from .client import ClientLimits
 
 log = logging.getLogger("p2pchat.direct")
 
-# A peer that takes none of our data for this long is gone or stuck: the chat ends.
-STALL_TIMEOUT = 10.0
 # Below this many unsent bytes a sender does not wait (asyncio's own high-water mark).
 _DRAIN_ABOVE = 64 * 1024
 
@@ -70,6 +75,14 @@ class _Udp(asyncio.DatagramProtocol):
         log.debug("UDP error: %s", exc)
 
 
+class _Unfinished:
+    """Bytes of unfinished CHAT frames held across every direct chat, against one limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+
 class DirectSession:
     """An open direct chat: CHAT frames both ways on one TCP connection."""
 
@@ -78,10 +91,15 @@ class DirectSession:
         peer: Participant,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        room: Callable[[], Awaitable[None]],
+        events: EventQueue,
+        limits: ClientLimits,
+        unfinished: _Unfinished,
     ) -> None:
         self.peer = peer
-        self._room = room
+        self._events = events
+        self._limits = limits
+        self._unfinished = unfinished
+        self._held = 0  # this chat's share of ``unfinished``
         self._out: list[bytes] = []  # frames written since the last flush
         self._out_bytes = 0
         self._flush_scheduled = False
@@ -112,7 +130,7 @@ class DirectSession:
         """Waits while the peer is behind; raises TimeoutError if it takes nothing for too long."""
         if self._writer.transport.get_write_buffer_size() < _DRAIN_ABOVE:
             return  # the usual case: no wait, so no timer to set up per message
-        async with asyncio.timeout(STALL_TIMEOUT):
+        async with asyncio.timeout(self._limits.stall_timeout):
             await self._writer.drain()
 
     def close(self) -> None:
@@ -124,21 +142,74 @@ class DirectSession:
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
 
-    async def run(self, on_text: Callable[[str], None]) -> str:
-        """Reads CHAT frames until the connection ends; returns why it ended."""
+    async def run(self) -> str:
+        """Reads CHAT frames into the user's events until the connection ends; returns
+        why it ended. A user far behind holds reading back, as for the server; a peer
+        that starts a frame has ``frame_timeout`` of our reading time to finish it."""
         try:
-            async for event in _net.read_messages(self._reader, self._decoder, self._room):
-                if isinstance(event, Chat):
-                    on_text(event.text)
-                    continue
-                log.warning("bad data from %s: %s", self.peer.nick, event)
-                if isinstance(event, RemoteProtocolError) and event.fatal:
-                    return f"{self.peer.nick} sent garbage: {event}"
-            return f"{self.peer.nick} closed the chat"
+            return await self._read()
         except (ConnectionError, OSError) as error:
             return f"connection to {self.peer.nick} lost: {error}"
         finally:
+            self._hold(0)
             self._writer.close()
+
+    async def _read(self) -> str:
+        events, decoder, nick = self._events, self._decoder, self.peer.nick
+        loop = asyncio.get_running_loop()
+        left: float | None = None  # seconds the peer has to finish the frame it started
+        while True:
+            finished = False
+            while (event := self._next()) is not NEED_DATA:
+                if isinstance(event, RemoteProtocolError):
+                    if event.fatal:
+                        return f"{nick} sent garbage: {event}"
+                    continue
+                if not events.has_room:
+                    await events.room()
+                events.put(ChatReceived(nick, event.text))
+                finished = True
+            self._hold(decoder.buffered)
+            if self._unfinished.held > self._unfinished.limit:
+                return (
+                    "unfinished messages in direct chats would hold over "
+                    f"{self._unfinished.limit} bytes"
+                )
+            if not decoder.buffered:
+                left = None
+            elif finished or left is None:
+                left = self._limits.frame_timeout
+            if not events.has_room:
+                await events.room()  # our wait, not the peer's: not counted in ``left``
+            began = loop.time()
+            try:
+                async with asyncio.timeout(left):
+                    data = await self._reader.read(_net.READ_CHUNK)
+            except TimeoutError:
+                return f"{nick} did not finish a message in {self._limits.frame_timeout:g} s"
+            if left is not None:
+                left -= loop.time() - began
+            if not data:
+                return f"{nick} closed the chat"
+            decoder.feed(data)
+
+    def _next(self) -> Chat | RemoteProtocolError | NeedData:
+        """The next whole CHAT, a decoding error in its place, or NEED_DATA."""
+        try:
+            event = self._decoder.next_event()
+        except RemoteProtocolError as error:
+            log.warning("bad data from %s: %s", self.peer.nick, error)
+            return error
+        if event is NEED_DATA or isinstance(event, Chat):
+            return event
+        # A PEER decoder makes nothing else; should it ever, skip it, loudly.
+        log.warning("unexpected message from %s: %r", self.peer.nick, event)
+        return RemoteProtocolError(f"unexpected {type(event).__name__}")
+
+    def _hold(self, n: int) -> None:
+        """This chat now holds ``n`` bytes of an unfinished frame."""
+        self._unfinished.held += n - self._held
+        self._held = n
 
 
 @dataclass(eq=False)
@@ -158,21 +229,24 @@ class DirectChatManager:
         self,
         nick: str,
         peers: PeerTable,
-        emit: Callable[[ClientEvent], None],
+        events: EventQueue,
         refuses: Callable[[Participant], bool],
         *,
-        room: Callable[[], Awaitable[None]],
+        limits: ClientLimits,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self._me_key = nick_key(nick)
         self._peers = peers
-        self._emit = emit
+        self._events = events
         self._refuses = refuses
-        self._room = room  # waits while the user has too many unread events
+        self._limits = limits
         self._bind_ip: str | None = None  # None when our registered IP is not one of ours
         self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._max = max_message_bytes
-        self._chats = DirectChats(nick)
+        self._chats = DirectChats(nick, max_chats=limits.max_direct_chats)
+        self._unfinished = _Unfinished(limits.max_unfinished_bytes)
+        # Peers told their INIT was refused for the limit, while it is reached (once each).
+        self._told_full: set[str] = set()
         self._links: dict[Handshake, _Link] = {}
         self._queued: dict[str, list[tuple[str, bytes]]] = {}  # (text, CHAT frame) by peer
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -233,7 +307,7 @@ class DirectChatManager:
             try:
                 await session.drain()
             except TimeoutError:
-                reason = f"{hs.peer.nick} took nothing for {STALL_TIMEOUT:g} s"
+                reason = f"{hs.peer.nick} took nothing for {self._limits.stall_timeout:g} s"
                 self._end(hs, reason, failed=False)
                 raise DirectChatError(f"direct chat with {hs.peer.nick} closed: {reason}") from None
             except ConnectionError as error:
@@ -304,7 +378,10 @@ class DirectChatManager:
             raise DirectChatError(f"no participant named '{nick}'")
         if self._udp is None:
             raise DirectChatError("not connected")
-        hs = self._chats.start(peer, self._loop.time())
+        try:
+            hs = self._chats.start(peer, self._loop.time())
+        except TooManyChats as error:
+            raise DirectChatError(str(error)) from None
         link = self._links[hs] = _Link()
         self._spawn(link, self._invite(hs, link))
 
@@ -385,15 +462,34 @@ class DirectChatManager:
                 self._init(message, canonical_ip(ip), port)
 
     def _init(self, init: Init, ip: str, port: int) -> None:
-        peer = self._peers.by_address(ip, port)
-        if peer is None:
+        found = self._peers.by_address(ip, port)
+        if not found:
             log.info("ignoring INIT from %s:%d: not a participant", ip, port)
             return
+        if len(found) > 1:
+            # Crediting either could show one's words as the other's (and answer the wrong one).
+            log.warning(
+                "ignoring INIT from %s:%d: registered by %s, so the sender is unknown",
+                ip,
+                port,
+                " and ".join(p.nick for p in found),
+            )
+            return
+        peer = found[0]
         if self._refuses(peer):
             log.info("refusing direct chat from %s", peer.nick)
             return
+        if not self._events.has_room:  # a datagram cannot be slowed down: turn it away
+            log.info("ignoring INIT from %s: the user is far behind on events", peer.nick)
+            return
         verdict = self._chats.judge_init(peer, init.secret, self._loop.time())
         if verdict is InitVerdict.IGNORE:
+            return
+        if verdict is InitVerdict.FULL:
+            log.info("refusing direct chat from %s: %s", peer.nick, self._chats.full_reason)
+            if peer.key not in self._told_full:
+                self._told_full.add(peer.key)
+                self._events.put(ChatFailed(peer.nick, f"refused: {self._chats.full_reason}"))
             return
         assert self._udp is not None
         self._udp.sendto(Ack(init.secret).encode(), (ip, port))
@@ -439,15 +535,17 @@ class DirectChatManager:
         sock = writer.get_extra_info("socket")
         if sock is not None:
             _net.set_keepalive(sock, *_net.KEEPALIVE)
-        session = link.session = DirectSession(hs.peer, reader, writer, self._room)
+        session = link.session = DirectSession(
+            hs.peer, reader, writer, self._events, self._limits, self._unfinished
+        )
         peer = hs.peer.nick
         reason = "the chat failed"
         try:
-            self._emit(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
+            self._events.put(ChatOpened(peer, hs.role is ChatRole.INITIATOR))
             for _text, data in self._queued.pop(hs.peer.key, []):
                 session.write(data)
             self._opened(hs)
-            reason = await session.run(lambda text: self._emit(ChatReceived(peer, text)))
+            reason = await session.run()
         finally:  # however the session ends, the chat ends with it
             if hs.state is ChatState.OPEN:
                 self._end(hs, reason, failed=False)
@@ -482,20 +580,22 @@ class DirectChatManager:
                 if task is not asyncio.current_task():
                     task.cancel()
         self._chats.forget(hs)
+        if not self._chats.full:
+            self._told_full.clear()
         if keep_waiting:  # a new handshake with the peer takes over the queue and waiters
             if notify and was_open:
-                self._emit(ChatClosed(hs.peer.nick, reason))
+                self._events.put(ChatClosed(hs.peer.nick, reason))
             return
         if failed or not was_open:
             unsent = tuple(text for text, _ in self._queued.pop(hs.peer.key, []))
             if notify:
-                self._emit(ChatFailed(hs.peer.nick, reason, unsent))
+                self._events.put(ChatFailed(hs.peer.nick, reason, unsent))
             error = DirectChatError(reason)
             for waiter in self._waiters.pop(hs.peer.key, []):
                 if not waiter.done():
                     waiter.set_exception(error)
         elif notify:
-            self._emit(ChatClosed(hs.peer.nick, reason))
+            self._events.put(ChatClosed(hs.peer.nick, reason))
 
     def _spawn(self, link: _Link, coro: object) -> None:
         task: asyncio.Task[None] = self._loop.create_task(coro)  # type: ignore[arg-type]

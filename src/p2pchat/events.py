@@ -1,7 +1,10 @@
-"""What the client library tells its user: facts, one class each, for UIs and bots."""
+"""What the client library tells its user: facts, one class each, for UIs and bots,
+and the queue that holds them until the user takes them."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from dataclasses import dataclass
 
 from .protocol import Participant
@@ -83,6 +86,13 @@ class Disconnected:
     retry_in: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the client itself tells the user, e.g. that one of its limits was reached."""
+
+    text: str
+
+
 ClientEvent = (
     Registered
     | ParticipantsListed
@@ -95,4 +105,104 @@ ClientEvent = (
     | ChatFailed
     | ServerError
     | Disconnected
+    | Notice
 )
+
+
+# An event object and its place in the queue, roughly; texts are counted on top.
+_EVENT_BYTES = 100
+
+
+def _participant_bytes(p: Participant) -> int:
+    return _EVENT_BYTES + sys.getsizeof(p.nick) + sys.getsizeof(p.ip)
+
+
+def event_bytes(event: ClientEvent) -> int:
+    """About how much memory ``event`` holds: its texts and participants, and a bit more."""
+    size = sys.getsizeof
+    # Bare class patterns: keyword sub-patterns cost twice the time, per message.
+    match event:
+        case ChatReceived():
+            held = size(event.peer) + size(event.text)
+        case BroadcastReceived():
+            held = size(event.nick) + size(event.text)
+        case ParticipantsListed():
+            held = sum(_participant_bytes(p) for p in event.participants)
+        case Registered() | PeerJoined() | PeerLeft():
+            held = _participant_bytes(event.participant)
+        case ChatFailed():
+            held = size(event.peer) + size(event.reason) + sum(size(t) for t in event.unsent)
+        case ChatClosed():
+            held = size(event.peer) + size(event.reason)
+        case ChatOpened():
+            held = size(event.peer)
+        case ServerError() | Notice():
+            held = size(event.text)
+        case Disconnected():
+            held = size(event.reason)
+    return _EVENT_BYTES + held
+
+
+class EventQueue:
+    """Events for the user, in order, counted in events and in bytes.
+
+    ``put`` never refuses an event. Past either limit ``has_room`` turns false,
+    and the socket readers wait in ``room()`` before each event they would add,
+    until the user has taken the queue down to half of both: a user that falls
+    behind slows its server and peers down (TCP holds what they send) instead
+    of losing events or growing memory. Events not read from a socket (a chat
+    opening or ending, a reconnect) are few, and bounded by the other limits.
+    """
+
+    def __init__(self, max_events: int, max_bytes: int) -> None:
+        self._queue: asyncio.Queue[tuple[ClientEvent, int]] = asyncio.Queue()
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    @property
+    def bytes(self) -> int:
+        """About how much memory the unread events hold."""
+        return self._bytes
+
+    @property
+    def has_room(self) -> bool:
+        return self._room.is_set()
+
+    def put(self, event: ClientEvent) -> None:
+        cost = event_bytes(event)
+        self._queue.put_nowait((event, cost))
+        self._bytes += cost
+        if self._queue.qsize() >= self._max_events or self._bytes >= self._max_bytes:
+            self._room.clear()
+
+    def _taken(self, cost: int) -> None:
+        self._bytes -= cost
+        if (
+            not self._room.is_set()
+            and self._queue.qsize() <= self._max_events // 2
+            and self._bytes <= self._max_bytes // 2
+        ):
+            self._room.set()
+
+    async def get(self) -> ClientEvent:
+        event, cost = await self._queue.get()
+        self._taken(cost)
+        return event
+
+    def poll(self) -> ClientEvent | None:
+        try:
+            event, cost = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+        self._taken(cost)
+        return event
+
+    async def room(self) -> None:
+        """Returns once there is room (at once, if there is)."""
+        await self._room.wait()

@@ -26,6 +26,7 @@ from .events import (
     ChatReceived,
     ClientEvent,
     Disconnected,
+    Notice,
     ParticipantsListed,
     PeerJoined,
     PeerLeft,
@@ -81,8 +82,10 @@ class PlainOutput:
             case ServerError(text=text):
                 self._line(f"!!! server: {printable(text)}")
             case Disconnected(reason=reason, retry_in=retry_in):
-                retry = f"; reconnecting in {retry_in:g} s" if retry_in is not None else ""
+                retry = f"; reconnecting in {retry_in:.1f} s" if retry_in is not None else ""
                 self._line(f"!!! disconnected: {printable(reason)}{retry}")
+            case Notice(text=text):
+                self._line(f"!!! {printable(text)}")
 
     def participants(self, participants: tuple[Participant, ...]) -> None:
         names = ", ".join(
@@ -136,6 +139,8 @@ class JsonOutput:
                 emit("error", message=text, source="server")
             case Disconnected(reason=reason, retry_in=retry_in):
                 emit("disconnected", reason=reason, retry_in=retry_in)
+            case Notice(text=text):
+                emit("notice", message=text)
 
     def participants(self, participants: tuple[Participant, ...]) -> None:
         self._emit("participants", participants=[_participant(p) for p in participants])

@@ -87,18 +87,28 @@ class Registry(Generic[C]):
 # -- client side: the other participants --------------------------------------------
 
 
+class PeerTableFull(Exception):
+    """A JOIN was not taken: the table holds as many participants as it may."""
+
+
 class PeerTable:
     """A client's view of the other participants, from LIST and UPDATE.
 
     Entries about ourselves are ignored (decision 10): servers differ on
     whether they include the receiver, and we never chat with ourselves.
+    At most ``limit`` others are held, so that no server can grow the table
+    without end.
     """
 
-    __slots__ = ("_me", "_peers")
+    __slots__ = ("_at", "_limit", "_me", "_peers")
 
-    def __init__(self, my_nick: str) -> None:
+    def __init__(self, my_nick: str, *, limit: int | None = None) -> None:
         self._me = nick_key(my_nick)
+        self._limit = limit
         self._peers: dict[str, Participant] = {}
+        # Nickname keys by UDP address, in join order: an INIT's source is looked up
+        # here, and two participants at one address are seen at once.
+        self._at: dict[tuple[str, int], dict[str, None]] = {}
 
     def __len__(self) -> int:
         return len(self._peers)
@@ -109,8 +119,19 @@ class PeerTable:
     def get(self, nick: str) -> Participant | None:
         return self._peers.get(nick_key(nick))
 
-    def replace(self, participants: tuple[Participant, ...]) -> None:
-        self._peers = {p.key: p for p in participants if p.key != self._me}
+    def replace(self, participants: tuple[Participant, ...]) -> int:
+        """Takes a whole LIST, in its order; returns how many were left out past the limit."""
+        self._peers = {}
+        self._at = {}
+        left_out = 0
+        for p in participants:
+            if p.key == self._me:
+                continue
+            if self._full and p.key not in self._peers:
+                left_out += 1
+            else:
+                self._put(p)
+        return left_out
 
     def apply(self, update: Update) -> bool:
         """Applies an UPDATE; False when it changes nothing (about us, or already known)."""
@@ -120,16 +141,35 @@ class PeerTable:
         if update.action is Action.JOIN:
             if self._peers.get(p.key) == p:
                 return False
-            self._peers[p.key] = p
+            if self._full and p.key not in self._peers:
+                raise PeerTableFull(f"{self._limit} participants held, the limit")
+            self._put(p)
             return True
-        return self._peers.pop(p.key, None) is not None
+        return self._drop(p.key)
 
-    def by_address(self, ip: str, port: int) -> Participant | None:
-        """The participant registered at this UDP address (decision 21)."""
-        for p in self._peers.values():
-            if p.udp_port == port and p.ip == ip:
-                return p
-        return None
+    def by_address(self, ip: str, port: int) -> tuple[Participant, ...]:
+        """Everyone registered at this UDP address (decision 21), in join order: one
+        participant, none, or several when the address is claimed twice."""
+        return tuple(self._peers[key] for key in self._at.get((ip, port), ()))
+
+    @property
+    def _full(self) -> bool:
+        return self._limit is not None and len(self._peers) >= self._limit
+
+    def _put(self, p: Participant) -> None:
+        self._drop(p.key)  # a JOIN for someone known (e.g. at a new address) moves them last
+        self._peers[p.key] = p
+        self._at.setdefault(p.udp_address, {})[p.key] = None
+
+    def _drop(self, key: str) -> bool:
+        p = self._peers.pop(key, None)
+        if p is None:
+            return False
+        keys = self._at[p.udp_address]
+        del keys[key]
+        if not keys:
+            del self._at[p.udp_address]
+        return True
 
 
 # -- direct chats: one handshake per attempt ----------------------------------------
@@ -274,18 +314,25 @@ class InitVerdict(Enum):
     ACCEPT = auto()  # ACK it and connect; any existing handshake with the peer is replaced
     ACK_AGAIN = auto()  # a repeat of an INIT already answered: ACK, open nothing
     IGNORE = auto()  # INITs crossed and ours wins, or a stale one of that race
+    FULL = auto()  # it would open one chat more than the limit: no ACK, open nothing
+
+
+class TooManyChats(Exception):
+    """A new direct chat would go past the limit on chats pending or open."""
 
 
 class DirectChats:
-    """Every handshake and open direct chat of one client, one per peer (decision 24)."""
+    """Every handshake and open direct chat of one client, one per peer (decision 24),
+    at most ``max_chats`` of them pending or open at once."""
 
-    __slots__ = ("_answered", "_by_peer", "_lost", "_me")
+    __slots__ = ("_answered", "_by_peer", "_lost", "_max", "_me")
 
     # Secrets remembered per peer: enough for every retransmission in flight.
     REMEMBERED_SECRETS: Final = 8
 
-    def __init__(self, my_nick: str) -> None:
+    def __init__(self, my_nick: str, *, max_chats: int | None = None) -> None:
         self._me = nick_key(my_nick)
+        self._max = max_chats
         self._by_peer: dict[str, Handshake] = {}
         # Secrets of INITs that lost a crossing, so a late retransmission of
         # one does not replace the chat that won (decision 24).
@@ -305,7 +352,19 @@ class DirectChats:
     def __iter__(self) -> Iterator[Handshake]:
         return iter(list(self._by_peer.values()))
 
+    @property
+    def full(self) -> bool:
+        """As many chats as allowed are pending or open."""
+        return self._max is not None and sum(hs.live for hs in self._by_peer.values()) >= self._max
+
+    @property
+    def full_reason(self) -> str:
+        return f"{self._max} direct chats pending or open, the limit"
+
     def start(self, peer: Participant, now: float) -> Handshake:
+        """A new chat we ask for; TooManyChats past the limit."""
+        if self.full:
+            raise TooManyChats(self.full_reason)
         hs = Handshake.outgoing(peer, now)
         self._by_peer[peer.key] = hs
         return hs
@@ -320,7 +379,7 @@ class DirectChats:
         if secret in self._answered.get(peer.key, ()):
             return InitVerdict.ACK_AGAIN
         if current is None or not current.live:
-            return InitVerdict.ACCEPT
+            return InitVerdict.FULL if self.full else InitVerdict.ACCEPT
         if current.secret == secret:  # our own secret sent back: nonsense
             return InitVerdict.IGNORE
         # Crossed INITs: the nickname that sorts first wins. The losing INIT can

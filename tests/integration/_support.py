@@ -242,3 +242,52 @@ def split_messages(data: bytes) -> list[bytes]:
 
 
 Connect = Callable[..., Awaitable[RawClient]]
+
+
+class FakeServer:
+    """A hand-driven server for real clients: the test reads and writes raw bytes.
+
+    Each client connection arrives on ``connections`` as a RawClient, so a
+    test can send a LIST of its choosing, then UPDATEs, at its own pace.
+    """
+
+    def __init__(self) -> None:
+        self.connections: asyncio.Queue[RawClient] = asyncio.Queue()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def start(self) -> int:
+        async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self._writers.append(writer)
+            await self.connections.put(RawClient(reader, writer, "fake server"))
+
+        self._server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self.port
+
+    async def accept(self, timeout: float = 5.0) -> RawClient:
+        async with asyncio.timeout(timeout):
+            return await self.connections.get()
+
+    async def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def register_with(
+    fake: FakeServer, client: ChatClient, listing: Callable[[bytes], bytes]
+) -> RawClient:
+    """Connects ``client`` to ``fake``, which answers its REGISTER line with ``listing(line)``."""
+    connecting = asyncio.ensure_future(client.connect())
+    conn = await fake.accept()
+    async with asyncio.timeout(5):
+        register = await conn.reader.readline()
+    conn.send(listing(register))
+    await conn.drain()
+    async with asyncio.timeout(5):
+        await connecting
+    return conn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -121,16 +122,24 @@ async def test_d10_list_request_refreshes(server: ChatServer, closing: list[Chat
     assert [p.nick for p in listed.participants] == ["alice"]
 
 
+class Quarter(random.Random):
+    def random(self) -> float:
+        return 0.25
+
+
 async def test_reconnects_and_registers_again(start_server, closing: list[ChatClient]) -> None:
-    """After the server goes away and comes back, the client registers again by itself."""
+    """After the server goes away and comes back, the client registers again by itself,
+    after the drawn fraction of each attempt's cap (1 s, then 2 s, ...)."""
     first = await start_server()
     port = first.port
-    alice = await joined(port, "alice")
+    alice = await joined(port, "alice", rng=Quarter())
     closing.append(alice)
     await wait_event(alice, ParticipantsListed)
     await first.close()
     gone = await wait_event(alice, Disconnected)
-    assert gone.retry_in == 1.0
+    assert gone.retry_in == 0.25
+    again_in = await wait_event(alice, Disconnected)  # nothing listens yet: the second try
+    assert again_in.retry_in == 0.5
     second = ChatServer()
     await second.start("127.0.0.1", port)
     try:

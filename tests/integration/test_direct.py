@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from p2pchat import direct
-from p2pchat.client import ChatClient, DirectChatError
+from p2pchat import state
+from p2pchat.client import ChatClient, ClientLimits, DirectChatError
 from p2pchat.events import (
     ChatClosed,
     ChatFailed,
@@ -362,26 +362,29 @@ async def test_d6_direct_chat_over_ipv6(start_server) -> None:
 
 
 async def test_a_peer_that_stops_reading_ends_the_chat_not_the_client(
-    alice: ChatClient, bob: RawPeer, monkeypatch: pytest.MonkeyPatch
+    server: ChatServer, bob: RawPeer
 ) -> None:
-    """A direct peer that takes nothing can hold a sender up for STALL_TIMEOUT at most;
+    """A direct peer that takes nothing can hold a sender up for stall_timeout at most;
     then the chat closes with a reason and the client carries on."""
-    monkeypatch.setattr(direct, "STALL_TIMEOUT", 0.5)
-    alice.start_chat("bob")
-    init, _ = await bob.datagram()
-    assert isinstance(init, Init)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", init.tcp_port))
-    await wait_event(alice, ChatOpened)
-    with pytest.raises(DirectChatError, match=r"took nothing for 0\.5 s"):
-        for _ in range(500):  # bounded: the kernel buffers fill long before
-            await alice.send_chat("bob", "x" * 60_000)
-    closed = await wait_event(alice, ChatClosed)
-    assert closed.reason == "bob took nothing for 0.5 s"
-    assert alice.chat_state("bob") is None
-    sock.close()
+    alice = await joined(server.port, "alice", limits=ClientLimits(stall_timeout=0.5))
+    try:
+        alice.start_chat("bob")
+        init, _ = await bob.datagram()
+        assert isinstance(init, Init)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", init.tcp_port))
+        await wait_event(alice, ChatOpened)
+        with pytest.raises(DirectChatError, match=r"took nothing for 0\.5 s"):
+            for _ in range(500):  # bounded: the kernel buffers fill long before
+                await alice.send_chat("bob", "x" * 60_000)
+        closed = await wait_event(alice, ChatClosed)
+        assert closed.reason == "bob took nothing for 0.5 s"
+        assert alice.chat_state("bob") is None
+        sock.close()
+    finally:
+        await alice.close()
 
 
 async def test_text_that_cannot_be_encoded_is_refused_at_once(
@@ -454,3 +457,35 @@ async def test_listener_uses_one_family_when_the_advertised_ip_is_not_ours(
         writer.close()
     finally:
         await alice.close()
+
+
+@pytest.mark.parametrize("how", ["no answer", "acked but no connection", "closed", "peer left"])
+async def test_the_listener_refuses_connections_as_soon_as_the_request_ends(
+    alice: ChatClient, bob: RawPeer, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """While alice's listener waits, a process on bob's IP could connect first and take
+    the chat (the protocol cannot tell it from bob). The window closes with the request:
+    when the ACK's connect time runs out, when nobody answers, when the user closes it
+    and when bob leaves, the port refuses connections by the time the user is told."""
+    monkeypatch.setattr(state, "ANSWER_TIMEOUT", 0.5)
+    monkeypatch.setattr(state, "CONNECT_TIMEOUT", 0.5)
+    alice.start_chat("bob")
+    init, source = await bob.datagram()
+    assert isinstance(init, Init)
+    if how == "acked but no connection":
+        bob.send(Ack(init.secret), source)
+    elif how == "closed":
+        assert alice.close_chat("bob")
+    elif how == "peer left":
+        assert bob.tcp is not None
+        bob.tcp.close()
+    failed = await wait_event(alice, ChatFailed)
+    expected = {
+        "no answer": "bob did not answer",
+        "acked but no connection": "bob answered but did not connect",
+        "closed": "closed",
+        "peer left": "bob left",
+    }
+    assert failed.reason == expected[how]
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", init.tcp_port)

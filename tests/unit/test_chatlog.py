@@ -11,6 +11,7 @@ from p2pchat.events import (
     ChatClosed,
     ChatOpened,
     ChatReceived,
+    Notice,
     PeerJoined,
     PeerLeft,
     Registered,
@@ -106,3 +107,13 @@ def test_long_nicknames_and_many_peers_stay_within_limits(tmp_path: Path) -> Non
     assert len({n for n in names if n.startswith("%E2")}) == 2  # still two different files
     assert (direct / "peer0.log").read_text().count("--- log opened") == 1
     assert (direct / "peer0.log").read_text().splitlines()[-1].endswith("<peer0> again")
+
+
+def test_a_notice_from_the_client_goes_to_the_group_log(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.event(Notice("10000 participants held, the limit: later joins are not shown"))
+    log.close()
+    lines = (tmp_path / "127.0.0.1%3A7777" / "group.log").read_text().splitlines()
+    assert lines[1:] == [
+        "2026-11-24 12:34:56 !!! 10000 participants held, the limit: later joins are not shown"
+    ]

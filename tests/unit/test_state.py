@@ -28,9 +28,11 @@ from p2pchat.state import (
     InitVerdict,
     InvalidTransition,
     PeerTable,
+    PeerTableFull,
     RegistrationRefused,
     Registry,
     TimerAction,
+    TooManyChats,
     new_secret,
 )
 from p2pchat.state import (
@@ -372,33 +374,109 @@ def test_peer_table_leave_of_unknown_changes_nothing() -> None:
 def test_peer_table_by_address_matches_ip_and_port() -> None:
     table = PeerTable("zed")
     table.replace((ALICE, BOB, CAROL))
-    assert table.by_address("192.0.2.1", 5000) == ALICE
-    assert table.by_address("192.0.2.2", 5001) == BOB
-    assert table.by_address("2001:db8::3", 5002) == CAROL
+    assert table.by_address("192.0.2.1", 5000) == (ALICE,)
+    assert table.by_address("192.0.2.2", 5001) == (BOB,)
+    assert table.by_address("2001:db8::3", 5002) == (CAROL,)
     # Both must match.
-    assert table.by_address("192.0.2.1", 5001) is None
-    assert table.by_address("192.0.2.2", 5000) is None
-    assert table.by_address("192.0.2.9", 5000) is None
+    assert table.by_address("192.0.2.1", 5001) == ()
+    assert table.by_address("192.0.2.2", 5000) == ()
+    assert table.by_address("192.0.2.9", 5000) == ()
 
 
 def test_peer_table_by_address_of_a_bracketed_ipv6_participant() -> None:
     table = PeerTable("zed")
     carol = Participant("carol", "[2001:DB8:0::3]", 5002)  # stored canonical
     table.replace((carol,))
-    assert table.by_address("2001:db8::3", 5002) == carol
+    assert table.by_address("2001:db8::3", 5002) == (carol,)
 
 
 def test_peer_table_by_address_never_finds_ourselves() -> None:
     table = PeerTable("bob")
     table.replace((ALICE, BOB))
-    assert table.by_address(BOB.ip, BOB.udp_port) is None
+    assert table.by_address(BOB.ip, BOB.udp_port) == ()
 
 
 def test_peer_table_by_address_after_leave() -> None:
     table = PeerTable("zed")
     table.replace((ALICE,))
     table.apply(Update(Action.LEAVE, ALICE))
-    assert table.by_address("192.0.2.1", 5000) is None
+    assert table.by_address("192.0.2.1", 5000) == ()
+
+
+MALLORY_AT_ALICES = Participant("mallory", ALICE.ip, ALICE.udp_port)
+
+
+def test_peer_table_by_address_reports_two_participants_at_one_address() -> None:
+    """Two participants registered at one UDP address: both come back, in join order,
+    so that an INIT from there is credited to neither."""
+    table = PeerTable("zed")
+    table.replace((ALICE, BOB, MALLORY_AT_ALICES))
+    assert table.by_address(ALICE.ip, ALICE.udp_port) == (ALICE, MALLORY_AT_ALICES)
+    table.apply(Update(Action.LEAVE, ALICE))
+    assert table.by_address(ALICE.ip, ALICE.udp_port) == (MALLORY_AT_ALICES,)
+
+
+def test_peer_table_by_address_ambiguity_made_by_a_join_and_ended_by_a_move() -> None:
+    table = PeerTable("zed")
+    table.replace((ALICE,))
+    assert table.apply(Update(Action.JOIN, MALLORY_AT_ALICES)) is True
+    assert table.by_address(ALICE.ip, ALICE.udp_port) == (ALICE, MALLORY_AT_ALICES)
+    elsewhere = Participant("mallory", "192.0.2.66", 6666)  # a JOIN again, at a new address
+    assert table.apply(Update(Action.JOIN, elsewhere)) is True
+    assert table.by_address(ALICE.ip, ALICE.udp_port) == (ALICE,)
+    assert table.by_address("192.0.2.66", 6666) == (elsewhere,)
+    assert list(table) == [ALICE, elsewhere]
+
+
+_ADDRESSES = [("192.0.2.1", 5000), ("192.0.2.1", 5001), ("2001:db8::1", 5000)]
+_updates = st.lists(
+    st.tuples(
+        st.sampled_from(list(Action)),
+        st.sampled_from(["alice", "Alice", "bob", "carol", "zed"]),
+        st.sampled_from(_ADDRESSES),
+    ),
+    max_size=30,
+)
+
+
+@given(first=_updates, then=_updates)
+@settings(max_examples=200, deadline=None)
+def test_peer_table_by_address_agrees_with_a_scan_of_the_table(
+    first: list[tuple[Action, str, tuple[str, int]]],
+    then: list[tuple[Action, str, tuple[str, int]]],
+) -> None:
+    """Whatever LIST and UPDATEs came, by_address names exactly the held participants
+    at that address, in the table's order."""
+    table = PeerTable("zed")
+    table.replace(tuple(Participant(nick, ip, port) for _, nick, (ip, port) in first))
+    for action, nick, (ip, port) in then:
+        table.apply(Update(action, Participant(nick, ip, port)))
+    for ip, port in _ADDRESSES:
+        expected = tuple(p for p in table if (p.ip, p.udp_port) == (ip, port))
+        assert table.by_address(ip, port) == expected
+
+
+def test_peer_table_holds_at_most_its_limit_from_a_list() -> None:
+    """A LIST longer than the limit is cut in its order; replace says how many were left out."""
+    table = PeerTable("zed", limit=2)
+    assert table.replace((ALICE, BOB, CAROL, DAVE)) == 2
+    assert list(table) == [ALICE, BOB]
+    assert table.by_address(CAROL.ip, CAROL.udp_port) == ()
+    assert table.replace((ALICE, Participant("zed", "192.0.2.9", 9), BOB)) == 0  # we don't count
+
+
+def test_peer_table_refuses_a_join_past_its_limit_and_takes_one_after_a_leave() -> None:
+    table = PeerTable("zed", limit=2)
+    table.replace((ALICE, BOB))
+    with pytest.raises(PeerTableFull, match="2 participants"):
+        table.apply(Update(Action.JOIN, CAROL))
+    assert list(table) == [ALICE, BOB]
+    moved = Participant("alice", "192.0.2.77", 7777)  # someone known, at a new address: no growth
+    assert table.apply(Update(Action.JOIN, moved)) is True
+    assert table.apply(Update(Action.JOIN, Participant("ZED", "192.0.2.9", 9))) is False
+    assert table.apply(Update(Action.LEAVE, BOB)) is True
+    assert table.apply(Update(Action.JOIN, CAROL)) is True
+    assert list(table) == [moved, CAROL]
 
 
 # -- Handshake: the state machine -------------------------------------------------
@@ -1024,3 +1102,33 @@ def test_remembered_secrets_are_bounded() -> None:
     for i in range(100):
         assert chats.judge_init(BOB, f"lost-{i}", 1.0) is InitVerdict.IGNORE
     assert len(chats._lost[BOB.key]) == DirectChats.REMEMBERED_SECRETS  # not 100
+
+
+# -- DirectChats: the limit on chats pending or open --------------------------------
+
+
+def test_past_the_chat_limit_a_new_chat_is_refused_both_ways() -> None:
+    chats = DirectChats("alice", max_chats=2)
+    chats.start(BOB, 0.0)
+    chats.accept(CAROL, "c1", 0.0)
+    assert chats.full
+    with pytest.raises(TooManyChats, match="2 direct chats pending or open, the limit"):
+        chats.start(DAVE, 1.0)
+    assert chats.judge_init(DAVE, "d1", LATER) is InitVerdict.FULL
+    assert chats.get("dave") is None
+    # A fresh INIT replaces Carol's chat, adding none; a repeat is acked again.
+    assert chats.judge_init(CAROL, "c2", LATER) is InitVerdict.ACCEPT
+    assert chats.judge_init(CAROL, "c1", LATER) is InitVerdict.ACK_AGAIN
+
+
+def test_a_chat_that_ended_frees_its_place_at_once() -> None:
+    chats = DirectChats("alice", max_chats=2)
+    with_bob = chats.start(BOB, 0.0)
+    chats.accept(CAROL, "c1", 0.0)
+    with_bob.handle(E.TIMEOUT, 5.0)  # failed, not forgotten yet: no longer counts
+    assert not chats.full
+    assert chats.judge_init(DAVE, "d1", LATER) is InitVerdict.ACCEPT
+    chats.accept(DAVE, "d1", 6.0)
+    assert chats.full
+    chats.forget(with_bob)
+    assert chats.full  # Carol and Dave

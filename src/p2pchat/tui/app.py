@@ -30,6 +30,7 @@ from ..events import (
     ChatReceived,
     ClientEvent,
     Disconnected,
+    Notice,
     ParticipantsListed,
     PeerJoined,
     PeerLeft,
@@ -192,8 +193,10 @@ class ChatApp(App[int]):
                 self.conversation(GROUP).error(f"server: {text}")
             case Disconnected(reason=reason, retry_in=retry_in):
                 status.reconnecting(retry_in)
-                again = f"; reconnecting in {retry_in:g} s" if retry_in is not None else ""
+                again = f"; reconnecting in {retry_in:.1f} s" if retry_in is not None else ""
                 self.conversation(GROUP).error(f"disconnected: {reason}{again}")
+            case Notice(text=text):
+                self.conversation(GROUP).error(text)
 
     # -- the rest of the Output protocol ---------------------------------------------
 
