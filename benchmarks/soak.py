@@ -35,6 +35,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import random
 import re
 import resource
@@ -320,6 +321,18 @@ def rss_kb(pid: int, key: str = "VmRSS") -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time used so far by process ``pid`` (from /proc), or by this process."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 @contextlib.contextmanager
@@ -802,6 +815,7 @@ class Result:
     rss_samples: list[tuple[float, int, int]]  # (seconds into the soak, VmRSS kB, VmHWM kB)
     bound: RssBound
     hwm_end_kb: int
+    cpu_s: tuple[float, float, float]  # server, this process, wall clock: during the soak
     server_alive: bool = True
     server_warnings: list[str] = field(default_factory=list)
 
@@ -920,6 +934,8 @@ class Result:
             f"server warnings      {len(self.server_warnings)}"
             f"  {' | '.join(self.server_warnings[:3])}",
             f"server still running {'yes' if self.server_alive else 'NO'}",
+            f"CPU seconds          server {self.cpu_s[0]:.1f}, soak process {self.cpu_s[1]:.1f}"
+            f" in {self.cpu_s[2]:.1f} s",
             "RSS samples (s:MB)   "
             + " ".join(f"{s:.0f}:{kb / 1024:.1f}" for s, kb, _ in self.rss_samples),
             f"result               {'FAILED' if self.failed else 'ok'}",
@@ -994,6 +1010,7 @@ async def soak(args: argparse.Namespace, pid: int, port: int) -> Result:
     ]
 
     planned = int(args.rate * args.duration)
+    cpu_start = cpu_seconds(pid), cpu_seconds()
     started = time.monotonic()
     next_sample = started + args.sample
     next_progress = started + 60
@@ -1041,6 +1058,11 @@ async def soak(args: argparse.Namespace, pid: int, port: int) -> Result:
     await asyncio.sleep(min(1.0, args.drain_quiet))
     samples.append((time.monotonic() - started, rss_kb(pid), rss_kb(pid, "VmHWM")))
     hwm_end = rss_kb(pid, "VmHWM")
+    cpu_s = (
+        cpu_seconds(pid) - cpu_start[0],
+        cpu_seconds() - cpu_start[1],
+        time.monotonic() - started,
+    )
     burster_drops = sum(b.closed for b in bursters)
     for client in everyone:
         client.counting = False
@@ -1086,6 +1108,7 @@ async def soak(args: argparse.Namespace, pid: int, port: int) -> Result:
         rss_samples=samples,
         bound=bound,
         hwm_end_kb=hwm_end,
+        cpu_s=cpu_s,
     )
 
 
