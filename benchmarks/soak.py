@@ -568,6 +568,11 @@ class Arena:
     def nick(self, prefix: str) -> str:
         return f"{prefix}{next(self._nicks)}"
 
+    @staticmethod
+    def udp_port(nick: str) -> int:
+        """A UDP port of the attacker's own: the server refuses an address already taken."""
+        return 1024 + int(nick.lstrip("abcdefghijklmnopqrstuvwxyz")) % 64000
+
     async def until(self, event: asyncio.Event, timeout: float | None) -> bool:
         """True once ``event`` is set; False if the soak stops or ``timeout`` passes first."""
         if event.is_set():
@@ -619,7 +624,10 @@ async def run_non_reader(arena: Arena, floods_list: bool) -> None:
             await arena.rest(1.0)
             continue
         try:
-            sock.send(b"REGISTER:%s:%s:9\r\n" % (nick.encode(), ATTACK_SOURCE.encode()))
+            sock.send(
+                b"REGISTER:%s:%s:%d\r\n"
+                % (nick.encode(), ATTACK_SOURCE.encode(), arena.udp_port(nick))
+            )
             if not await arena.until(joined, 10.0):
                 if not arena.stop.is_set():
                     stats.never_joined += 1

@@ -40,7 +40,7 @@ from .protocol import (
     is_unspecified,
     nick_key,
 )
-from .state import RegistrationRefused, Registry
+from .state import RegistrationRefused, Registry, Waiting
 
 log = logging.getLogger("p2pchat.server")
 
@@ -304,6 +304,7 @@ class ChatServer:
     def __init__(self, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.registry: Registry[_Connection] = Registry()
+        self._waiting: Waiting[_Connection] = Waiting()
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
         self._shutting_down = False
@@ -369,10 +370,23 @@ class ChatServer:
             conn.close("server is shutting down")
             return
         if len(self._connections) >= cfg.max_clients:
-            log.warning("refusing %s: server full (%d clients)", conn.peer, cfg.max_clients)
-            conn.close(f"server is full: {cfg.max_clients} clients; try again later")
-            return
+            waiting = self._waiting.to_close()
+            if waiting is None:
+                log.warning("refusing %s: server full (%d clients)", conn.peer, cfg.max_clients)
+                conn.close(f"server is full: {cfg.max_clients} clients; try again later")
+                return
+            # Room for the newcomer: connections that do not register cannot lock others out.
+            self._connections.discard(waiting)
+            self._waiting.remove(waiting)
+            self._disconnect(
+                waiting,
+                f"server is full: {cfg.max_clients} clients; closing the oldest connection "
+                "that has not registered",
+                "closed for room: not registered",
+            )
         self._connections.add(conn)
+        peername = conn.transport.get_extra_info("peername")
+        self._waiting.add(conn, peername[0] if peername else "?")
         sock = conn.transport.get_extra_info("socket")
         if sock is not None:
             _net.set_keepalive(
@@ -385,6 +399,7 @@ class ChatServer:
 
     def _connection_lost(self, conn: _Connection, exc: Exception | None) -> None:
         self._connections.discard(conn)
+        self._waiting.remove(conn)
         if not self._connections:
             self._all_closed.set()
         conn.closing = True
@@ -578,6 +593,7 @@ class ChatServer:
             self._error(conn, str(refused))
             return
         conn.cancel_register_timer()
+        self._waiting.remove(conn)
         log.info(
             "join %s %s:%d from %s",
             participant.nick,

@@ -84,6 +84,45 @@ class Registry(Generic[C]):
         return iter(self._by_conn)
 
 
+class Waiting(Generic[C]):
+    """Connections that have not registered yet, by source address, oldest first.
+
+    When the server is full, the one to close makes room for a newcomer: the
+    oldest of the address that has the most of them waiting. Connections
+    that never register can then take room only from their own address, and
+    a client that registers promptly is never the one closed while another
+    address holds more (decision 17).
+    """
+
+    __slots__ = ("_address", "_by_address")
+
+    def __init__(self) -> None:
+        self._by_address: dict[str, dict[C, None]] = {}  # insertion order: oldest first
+        self._address: dict[C, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._address)
+
+    def add(self, conn: C, address: str) -> None:
+        self._address[conn] = address
+        self._by_address.setdefault(address, {})[conn] = None
+
+    def remove(self, conn: C) -> None:
+        address = self._address.pop(conn, None)
+        if address is not None:
+            waiting = self._by_address[address]
+            del waiting[conn]
+            if not waiting:
+                del self._by_address[address]
+
+    def to_close(self) -> C | None:
+        """The connection to close for room, or None when all have registered."""
+        if not self._by_address:
+            return None
+        waiting = max(self._by_address.values(), key=len)
+        return next(iter(waiting))
+
+
 # -- client side: the other participants --------------------------------------------
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from p2pchat import _net
 from p2pchat.protocol import Error, encode_broadcast
 from p2pchat.server import ChatServer, ServerConfig, _Connection
 
@@ -194,3 +195,43 @@ def test_d17_byte_flood_defaults_fit_in_the_send_queue() -> None:
     cfg = ServerConfig()
     assert cfg.flood_burst_bytes <= cfg.sendq_bytes // 2
     assert cfg.batch_bytes + cfg.max_message_bytes <= cfg.sendq_bytes // 2
+
+
+async def idle_from(address: str, port: int) -> socket.socket:
+    """A connection from ``address`` (of the loopback range) that never registers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((address, 0))
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    return sock
+
+
+async def test_d17_idle_unregistered_connections_lock_nobody_out(
+    programs: list[Program],
+) -> None:
+    """2,000 connections from 127.0.0.2 that never register fill a server. A client from
+    127.0.0.1, and then a new client from 127.0.0.2 itself, still register: each
+    newcomer closes the oldest unregistered connection of the address with the most.
+    (The same with 10,000, the default limit, takes half a minute of binding ports.)"""
+    _net.raise_open_files_limit(2_000 + 256)
+    _, port = await start_server(programs, "--max-clients", "2000")
+    idle = [await idle_from("127.0.0.2", port) for _ in range(2_000)]
+    try:
+        alice = await raw(port, "alice", 5000)
+        await alice.expect(b"LIST:alice:127.0.0.1:5000\r\n")
+        reader, writer = await asyncio.open_connection(sock=await idle_from("127.0.0.2", port))
+        bob = RawClient(reader, writer, "bob")
+        bob.send(b"REGISTER:bob:127.0.0.2:5000\r\n")
+        await bob.expect(b"LIST:alice:127.0.0.1:5000:bob:127.0.0.2:5000\r\n")
+        await alice.expect(b"UPDATE:JOIN:bob:127.0.0.2:5000\r\n")
+        # The two closed were the oldest idle ones, told why.
+        full = "server is full: 2000 clients; closing the oldest connection that has not registered"
+        loop = asyncio.get_running_loop()
+        for sock in idle[:2]:
+            async with asyncio.timeout(5):
+                assert await loop.sock_recv(sock, 4096) == Error(full).encode()
+        await bob.close()
+        await alice.close()
+    finally:
+        for sock in idle:
+            sock.close()

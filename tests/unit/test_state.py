@@ -33,6 +33,7 @@ from p2pchat.state import (
     Registry,
     TimerAction,
     TooManyChats,
+    Waiting,
     new_secret,
 )
 from p2pchat.state import (
@@ -1132,3 +1133,56 @@ def test_a_chat_that_ended_frees_its_place_at_once() -> None:
     assert chats.full
     chats.forget(with_bob)
     assert chats.full  # Carol and Dave
+
+
+# -- Waiting: connections that have not registered -------------------------------------
+
+
+def test_waiting_closes_the_oldest_of_the_address_with_the_most() -> None:
+    waiting: Waiting[str] = Waiting()
+    assert waiting.to_close() is None
+    waiting.add("honest", "10.0.0.1")
+    for i in range(3):
+        waiting.add(f"idle{i}", "10.0.0.2")
+    assert waiting.to_close() == "idle0"
+    waiting.remove("idle0")
+    assert waiting.to_close() == "idle1"
+    waiting.remove("idle1")
+    waiting.remove("idle2")
+    assert waiting.to_close() == "honest"  # alone now: it is the one that waits longest
+    waiting.remove("honest")
+    assert waiting.to_close() is None
+    assert len(waiting) == 0
+
+
+def test_waiting_remove_of_an_unknown_connection_is_harmless() -> None:
+    waiting: Waiting[str] = Waiting()
+    waiting.remove("never added")
+    waiting.add("a", "10.0.0.1")
+    waiting.remove("a")
+    waiting.remove("a")
+    assert len(waiting) == 0 and waiting.to_close() is None
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 9), st.integers(0, 3))))
+def test_waiting_matches_a_model(steps: list[tuple[bool, int, int]]) -> None:
+    """Whatever the adds and removes, to_close names the oldest waiting connection of
+    an address that has the most waiting."""
+    waiting: Waiting[int] = Waiting()
+    model: list[tuple[int, str]] = []  # (conn, address), oldest first
+    for add, conn, address in steps:
+        if add and all(c != conn for c, _ in model):
+            waiting.add(conn, str(address))
+            model.append((conn, str(address)))
+        elif not add:
+            waiting.remove(conn)
+            model = [(c, a) for c, a in model if c != conn]
+        assert len(waiting) == len(model)
+        chosen = waiting.to_close()
+        if not model:
+            assert chosen is None
+            continue
+        counts = {a: sum(1 for _, b in model if b == a) for _, a in model}
+        top = max(counts.values())
+        first_of = {a: next(c for c, b in model if b == a) for a in counts}
+        assert chosen in {first_of[a] for a, n in counts.items() if n == top}
