@@ -150,7 +150,13 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def join_one(
-    p: Protocols, marks: list[bytes], nick: str, index: int, port: int, slots: asyncio.Semaphore
+    p: Protocols,
+    marks: list[bytes],
+    nick: str,
+    index: int,
+    port: int,
+    slots: asyncio.Semaphore,
+    attempt_timeout: float | None,
 ) -> Counter:
     """Connects and joins one client, as a real one would: again if it is reset first.
 
@@ -161,19 +167,26 @@ async def join_one(
     loop = asyncio.get_running_loop()
     async with slots:
         for attempt in range(JOIN_ATTEMPTS):
+            counter = None
             try:
                 _, counter = await loop.create_connection(
                     lambda: Counter(marks, None), "127.0.0.1", port
                 )
                 assert counter.transport is not None
                 counter.transport.write(p.join(nick, index))
-                if p.proto == "irc":  # JOIN #bench once welcomed
-                    await wait_mark(counter, 1, f"{nick} welcome")
-                    counter.transport.write(p.after_welcome(nick, oper=False))
-                await wait_mark(counter, 2, f"{nick} to join")
+                async with asyncio.timeout(attempt_timeout):
+                    if p.proto == "irc":  # JOIN #bench once welcomed
+                        await wait_mark(counter, 1, f"{nick} welcome")
+                        counter.transport.write(p.after_welcome(nick, oper=False))
+                    await wait_mark(counter, 2, f"{nick} to join")
                 counter.attempts = attempt + 1
                 return counter
-            except (Lost, OSError) as error:
+            except (Lost, OSError, TimeoutError) as error:
+                # A connection the server never accepted (its backlog was full
+                # when the handshake ended) waits on TCP retransmissions for
+                # minutes: start again, as a client would.
+                if counter is not None and counter.transport is not None:
+                    counter.transport.abort()
                 failure = error
         raise SystemExit(f"loadgen: {nick} did not join in {JOIN_ATTEMPTS} attempts: {failure}")
 
@@ -210,7 +223,7 @@ async def storm(args: argparse.Namespace) -> dict[str, object]:
     clients: list[Counter] = []
     for first in range(0, n, args.batch):
         batch = [
-            join_one(p, marks, f"r{i}", i, args.port, slots)
+            join_one(p, marks, f"r{i}", i, args.port, slots, args.attempt_timeout or None)
             for i in range(first, min(n, first + args.batch))
         ]
         clients += await asyncio.wait_for(asyncio.gather(*batch), args.timeout)
@@ -471,6 +484,15 @@ def main() -> None:
         metavar="N",
         help="with --batch: clients connecting or registering at once (under the server's "
         "listen backlog)",
+    )
+    ap.add_argument(
+        "--attempt-timeout",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="with --batch: a client not joined this long after connecting starts again "
+        "(a connection that ended its handshake while the backlog was full waits minutes "
+        "on TCP retransmissions); 0: never",
     )
     ap.add_argument(
         "--server-pid", type=int, metavar="PID", help="with --batch: report its CPU seconds"
