@@ -188,7 +188,7 @@ async def join_one(
                 if counter is not None and counter.transport is not None:
                     counter.transport.abort()
                 failure = error
-        raise SystemExit(f"loadgen: {nick} did not join in {JOIN_ATTEMPTS} attempts: {failure}")
+        raise SystemExit(f"loadgen: {nick} did not join in {JOIN_ATTEMPTS} attempts: {failure!r}")
 
 
 async def storm(args: argparse.Namespace) -> dict[str, object]:
