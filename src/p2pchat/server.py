@@ -30,13 +30,13 @@ from .protocol import (
     Error,
     ListRequest,
     Participant,
-    ParticipantList,
     Register,
     RemoteProtocolError,
     Role,
     Update,
     canonical_ip,
     encode_broadcast,
+    encode_list,
     is_unspecified,
     nick_key,
 )
@@ -315,6 +315,8 @@ class ChatServer:
         self._own: list[_Connection] = []  # connections with a stream of their own
         self._flush_scheduled = False
         self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
+        # Each participant's LIST entry, encoded once when it registers.
+        self._entries: dict[_Connection, bytes] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -416,6 +418,7 @@ class ChatServer:
         participant = self.registry.unregister(conn)
         if participant is None:
             return None
+        del self._entries[conn]
         log.info("leave %s (%s)", participant.nick, reason)
         return Update(Action.LEAVE, participant).encode()
 
@@ -548,10 +551,13 @@ class ChatServer:
             self._error(conn, str(error))
 
     def _list_bytes(self) -> bytes:
-        """The encoded LIST, made once per change of the participant list."""
+        """The encoded LIST, made once per change of the participant list, from the
+        entries encoded at registration: in a join storm it changes with every join."""
         participants = self.registry.participants()
         if self._list_cache[0] is not participants:
-            self._list_cache = (participants, ParticipantList(participants).encode())
+            entries = self._entries
+            body = encode_list([entries[conn] for conn in self.registry.connections()])
+            self._list_cache = (participants, body)
         return self._list_cache[1]
 
     # -- messages --------------------------------------------------------------------
@@ -592,6 +598,7 @@ class ChatServer:
         except RegistrationRefused as refused:
             self._error(conn, str(refused))
             return
+        self._entries[conn] = participant.encode_entry()
         conn.cancel_register_timer()
         self._waiting.remove(conn)
         log.info(
@@ -605,6 +612,7 @@ class ChatServer:
         if not conn.write_out():  # written at once: whether it fits decides the JOIN
             # Not even its LIST fits: it goes before anyone hears it came.
             self.registry.unregister(conn)
+            del self._entries[conn]
             log.warning("dropping %s: its LIST is over the send queue limit", conn.peer)
             conn.close(f"dropped: send queue over {self.config.sendq_bytes} bytes", owed=False)
             return

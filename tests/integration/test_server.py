@@ -126,6 +126,29 @@ async def test_d10_list_has_every_participant_in_join_order_no_count(server, con
     await d.expect(fresh)
 
 
+async def test_d10_list_stays_exact_through_leaves_refusals_drops_and_returns(server, connect):
+    """The LIST is made from entries encoded at registration (a join storm changes it with
+    every join): whoever goes takes their entry along, and a refused REGISTER leaves none."""
+    dave = "dave:[2001:db8::2]:5004"
+    alice, bob, carol, d = await register_all(server, connect, ALICE, BOB, CAROL, dave)
+    refused = await connect(server, "refused")
+    refused.send(b"REGISTER:ALICE:127.0.0.1:5009\r\n")  # nicknames compare casefolded
+    await refused.expect(error("nickname 'ALICE' is already in use"))
+    await bob.close()  # leaves
+    for client in (alice, carol, d):
+        await client.expect(leave(BOB))
+    carol.send(b"BROADCAST:carol:x:y\r\n")  # dropped for a fatal error
+    await carol.expect(error("Length 'x' is not a number"))
+    for client in (alice, d):
+        await client.expect(leave(CAROL))
+    refused.send(register(CAROL))  # the same nickname, back on another connection
+    await refused.expect(plist(ALICE, dave, CAROL))
+    d.send(b"LIST\r\n")
+    await d.expect(join(CAROL))
+    await d.expect(plist(ALICE, dave, CAROL))
+    assert len(server._entries) == len(server.registry) == 3
+
+
 async def test_d10_list_before_register_is_an_error_and_register_still_works(server, connect):
     client = await connect(server)
     client.send(b"LIST\r\n")

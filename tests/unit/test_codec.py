@@ -35,6 +35,7 @@ from p2pchat.protocol import (
     Role,
     Update,
     decode_datagram,
+    encode_list,
     nick_key,
 )
 
@@ -157,6 +158,19 @@ ENCODINGS = [
 def test_encode_is_canonical(message: object, wire: bytes) -> None:
     """Decisions 1, 2, 3, 6, 10: senders send exactly the canonical form."""
     assert message.encode() == wire
+
+
+def test_list_from_entries_made_beforehand_is_the_same_bytes() -> None:
+    """The server builds LIST from entries encoded once at registration."""
+    carol = Participant("cärol", "::ffff:10.0.0.7", 7000)
+    entries = [p.encode_entry() for p in (ALICE, BOB6, carol)]
+    assert entries[1] == b"bob:[2001:db8::2]:6000"
+    assert encode_list(entries) == ParticipantList((ALICE, BOB6, carol)).encode()
+    assert (
+        encode_list(entries)
+        == "LIST:alice:192.0.2.1:5000:bob:[2001:db8::2]:6000:cärol:10.0.0.7:7000\r\n".encode()
+    )
+    assert encode_list([]) == b"LIST:\r\n"
 
 
 BAD_NICKS = [

@@ -29,6 +29,7 @@ from ._events import (
     Register,
     Update,
     encode_broadcast,
+    encode_list,
 )
 from ._fields import canonical_ip, check_nick, check_secret, is_unspecified, nick_key, wire_ip
 
@@ -61,6 +62,7 @@ __all__ = [
     "check_secret",
     "decode_datagram",
     "encode_broadcast",
+    "encode_list",
     "is_unspecified",
     "nick_key",
     "wire_ip",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -73,6 +74,10 @@ class Participant:
     def wire(self) -> str:
         return f"{self.nick}:{self.endpoint}"
 
+    def encode_entry(self) -> bytes:
+        """Its entry in a LIST: ``Nickname:IP-Address:UDP-Port``, for ``encode_list``."""
+        return _utf8(self.wire())
+
 
 @dataclass(frozen=True, slots=True)
 class Register:
@@ -113,8 +118,13 @@ class ParticipantList:
     participants: tuple[Participant, ...]
 
     def encode(self) -> bytes:
-        body = ":".join(p.wire() for p in self.participants)
-        return _utf8(f"LIST:{body}") + CRLF
+        return encode_list([p.encode_entry() for p in self.participants])
+
+
+def encode_list(entries: Sequence[bytes]) -> bytes:
+    """LIST bytes from entries made beforehand by ``Participant.encode_entry``: a server
+    keeps one per participant, so a LIST costs one join, not an encoding of everyone."""
+    return b"LIST:" + b":".join(entries) + CRLF
 
 
 @dataclass(frozen=True, slots=True)
