@@ -285,11 +285,12 @@ async def probe_child(args: argparse.Namespace) -> None:
     joined = p.joined_mark()
     marks = [p.delivery_mark(), joined, p.channel_joined_mark() or joined]
     members: list[Counter] = []
-    for nick, on_data in (("probe-rx", sample), ("probe-tx", None)):
+    # Ports of their own, above the storm's: a server refuses an address already taken.
+    for index, nick, on_data in ((64510, "probe-rx", sample), (64511, "probe-tx", None)):
         _, counter = await loop.create_connection(
             lambda on_data=on_data: Counter(marks, on_data), "127.0.0.1", args.port
         )
-        counter.transport.write(p.join(nick, 1))  # type: ignore[union-attr]
+        counter.transport.write(p.join(nick, index))  # type: ignore[union-attr]
         if p.proto == "irc":
             await wait_mark(counter, 1, f"{nick} welcome")
             counter.transport.write(p.after_welcome(nick, oper=True))  # type: ignore[union-attr]

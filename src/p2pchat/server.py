@@ -46,6 +46,10 @@ log = logging.getLogger("p2pchat.server")
 
 DEFAULT_PORT = 7777
 REGISTER_FIRST = "register first: REGISTER:Nickname:IP-Address:UDP-Port"
+# How long joins and leaves wait for company before going out: 50 us per
+# participant (0.5 ms among 10, 0.5 s among 10,000), never longer than 0.5 s.
+UPDATE_DELAY_PER_PARTICIPANT = 50e-6
+UPDATE_DELAY_MAX = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,7 +317,9 @@ class ChatServer:
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._own: list[_Connection] = []  # connections with a stream of their own
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.Handle | None = None
+        self._flush_soon = False  # the scheduled flush is at the end of this iteration
+        self._flushing = False
         self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
         # Each participant's LIST entry, encoded once when it registers.
         self._entries: dict[_Connection, bytes] = {}
@@ -411,7 +417,7 @@ class ChatServer:
     def _leave(self, conn: _Connection, reason: str) -> None:
         leave = self._unregister(conn, reason)
         if leave is not None and not self._shutting_down:
-            self._fan_out(leave, exclude=None)
+            self._fan_out(leave, exclude=None, soon=False)
 
     def _unregister(self, conn: _Connection, reason: str) -> bytes | None:
         """Takes ``conn`` off the list; the UPDATE:LEAVE the others are owed, if it was on it."""
@@ -441,6 +447,7 @@ class ChatServer:
         send queue (decision 17).
         """
         self._take_own(conn)
+        self._schedule_flush()
         conn.out.append(data)
         conn.out_bytes += len(data)
         transport = conn.transport
@@ -461,7 +468,7 @@ class ChatServer:
         if not conn.own:
             conn.own = True
             self._own.append(conn)
-            self._schedule_flush()
+            self._schedule_flush(soon=False)
         batch = self._batch
         if conn.mark < len(batch):
             if conn in self.registry:
@@ -470,24 +477,43 @@ class ChatServer:
                 conn.out_bytes += sum(map(len, owed))
             conn.mark = len(batch)
 
-    def _fan_out(self, data: bytes, exclude: _Connection | None) -> None:
+    def _fan_out(self, data: bytes, exclude: _Connection | None, *, soon: bool = True) -> None:
         """Owes the same bytes to every registered participant but ``exclude``; never waits.
 
-        Nothing is written here: ``_flush`` writes the iteration's batch once per reader.
+        Nothing is written here: ``_flush`` writes the batch once per reader,
+        at the end of this iteration, or a little later when nothing is
+        ``soon`` (see ``_schedule_flush``).
         """
         if exclude is not None:
             self._take_own(exclude)
-        elif not self._batch:
-            self._schedule_flush()
         self._batch.append(data)
         self._batch_bytes += len(data)
         if exclude is not None:
             exclude.mark = len(self._batch)
+        self._schedule_flush(soon=soon or self._batch_bytes >= self.config.batch_bytes)
 
-    def _schedule_flush(self) -> None:
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+    def _schedule_flush(self, *, soon: bool = True) -> None:
+        """Flushes at the end of this iteration, or, when nothing in the batch is ``soon``
+        (joins and leaves), after a delay that grows with the participants.
+
+        A flush costs one write per participant; in a join storm each join
+        would otherwise pay for one, which makes N joins cost N squared
+        writes. Waiting for company, UPDATEs go out in one write per tick.
+        """
+        if self._flushing:
+            return  # the flush under way goes on until nothing is owed
+        handle = self._flush_handle
+        if handle is not None:
+            if self._flush_soon or not soon:
+                return
+            handle.cancel()
+        loop = asyncio.get_running_loop()
+        if soon:
+            self._flush_handle = loop.call_soon(self._flush)
+        else:
+            delay = min(UPDATE_DELAY_MAX, len(self.registry) * UPDATE_DELAY_PER_PARTICIPANT)
+            self._flush_handle = loop.call_later(delay, self._flush)
+        self._flush_soon = soon
 
     def _flush(self) -> None:
         """Writes what the iteration owes; drops those past the send-queue limit.
@@ -500,30 +526,34 @@ class ChatServer:
         until nobody is over.
         """
         sendq = self.config.sendq_bytes
-        while self._batch or self._own:
-            batch, self._batch = self._batch, []
-            own, self._own = self._own, []
-            self._batch_bytes = 0
-            overflowed = []
-            if batch:
-                data = b"".join(batch)  # a lone item is passed as is, not copied
-                for conn in self.registry.connections():
-                    if not conn.own:
-                        transport = conn.transport
-                        assert transport is not None
-                        transport.write(data)
-                        if transport.get_write_buffer_size() > sendq:
-                            overflowed.append(conn)
-            for conn in own:
-                conn.own = False
-                if conn.mark < len(batch) and conn in self.registry:
-                    conn.out += batch[conn.mark :]
-                conn.mark = 0
-                if not conn.write_out():
-                    overflowed.append(conn)
-            if overflowed:
-                self._drop(overflowed)
-        self._flush_scheduled = False
+        self._flush_handle = None
+        self._flushing = True
+        try:
+            while self._batch or self._own:
+                batch, self._batch = self._batch, []
+                own, self._own = self._own, []
+                self._batch_bytes = 0
+                overflowed = []
+                if batch:
+                    data = b"".join(batch)  # a lone item is passed as is, not copied
+                    for conn in self.registry.connections():
+                        if not conn.own:
+                            transport = conn.transport
+                            assert transport is not None
+                            transport.write(data)
+                            if transport.get_write_buffer_size() > sendq:
+                                overflowed.append(conn)
+                for conn in own:
+                    conn.own = False
+                    if conn.mark < len(batch) and conn in self.registry:
+                        conn.out += batch[conn.mark :]
+                    conn.mark = 0
+                    if not conn.write_out():
+                        overflowed.append(conn)
+                if overflowed:
+                    self._drop(overflowed)
+        finally:
+            self._flushing = False
 
     def _drop(self, conns: list[_Connection]) -> None:
         """Removes participants that cannot keep up, without waiting on them."""
@@ -616,7 +646,7 @@ class ChatServer:
             log.warning("dropping %s: its LIST is over the send queue limit", conn.peer)
             conn.close(f"dropped: send queue over {self.config.sendq_bytes} bytes", owed=False)
             return
-        self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn)
+        self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn, soon=False)
 
     def _broadcast(self, conn: _Connection, event: Broadcast) -> int:
         sender = self.registry.get(conn)
