@@ -83,6 +83,7 @@ class Server:
     proto: str
     argv: list[str]
     port: int
+    env: dict[str, str] | None = None
 
 
 def free_port() -> int:
@@ -131,33 +132,22 @@ def binary(name: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def servers(workdir: Path, only: list[str] | None) -> list[Server]:
-    found: list[Server] = []
-    port = free_port()
-    found.append(
-        Server(
-            "p2pchat",
-            "p2pchat",
-            [
-                PYTHON,
-                "-m",
-                "p2pchat.server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--flood-rate",
-                "0",
-                "--sendq-bytes",
-                str(256 << 20),
-                "--max-clients",
-                "20000",
-                "--log-level",
-                "warning",
-            ],
-            port,
-        )
-    )
+def p2pchat_server(name: str, src: Path | None) -> Server:
+    """Our server; from another source tree (``src``, a src/ folder) when given."""
+    env = None if src is None else dict(os.environ, PYTHONPATH=str(src.resolve()))
+    argv = [PYTHON, "-m", "p2pchat.server", "--host", "127.0.0.1", "--port", str(free_port())]
+    argv += ["--flood-rate", "0", "--sendq-bytes", str(256 << 20), "--max-clients", "20000"]
+    argv += ["--log-level", "warning"]
+    usage = subprocess.run([*argv[:3], "--help"], capture_output=True, text=True, env=env).stdout
+    if "--flood-rate-bytes" in usage:  # older servers count messages only
+        argv += ["--flood-rate-bytes", "0"]
+    return Server(name, "p2pchat", argv, int(argv[6]), env)
+
+
+def servers(workdir: Path, only: list[str] | None, baseline: Path | None = None) -> list[Server]:
+    found = [p2pchat_server("p2pchat", None)]
+    if baseline is not None:
+        found.append(p2pchat_server(f"p2pchat at {baseline}", baseline))
     if ngircd := binary("ngircd"):
         port = free_port()
         conf = workdir / "ngircd.conf"
@@ -223,7 +213,7 @@ def servers(workdir: Path, only: list[str] | None) -> list[Server]:
 def running(server: Server, workdir: Path) -> Iterator[int]:
     log = (workdir / f"{server.name.split()[0]}.log").open("w")
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", *server.argv], stdout=log, stderr=log, cwd=workdir
+        ["taskset", "-c", "0", *server.argv], stdout=log, stderr=log, cwd=workdir, env=server.env
     )
     try:
         deadline = time.monotonic() + 15
@@ -347,11 +337,18 @@ def main() -> int:
         default=DEFAULT_WORKLOADS,
         choices=list(WORKLOADS),
         help="default: the fan-out, latency and one-after-another join runs; "
-        "joinstorm-2000 and joinstorm-10000 are issue 10's goals",
+        "joinstorm-2000 and joinstorm-10000 measure join storms",
     )
     ap.add_argument("--repeat", type=int, default=3, help="runs per server; the median is kept")
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write every result to FILE")
+    ap.add_argument(
+        "--baseline",
+        metavar="SRC",
+        type=Path,
+        help="also run our server from another source tree's src/ (an older commit's "
+        "worktree), as its own row of the same run",
+    )
     args = ap.parse_args()
     if not shutil.which("taskset"):
         print("run.py: taskset (util-linux) is needed to pin processes", file=sys.stderr)
@@ -367,7 +364,7 @@ def main() -> int:
             only = SERVERS_OF.get(name, args.only)
             if args.only is not None and only is not args.only:
                 only = [o for o in only if any(w.lower() in o for w in args.only)]
-            for server in servers(workdir, only):
+            for server in servers(workdir, only, args.baseline):
                 print(f"{name}: {server.name} ...", file=sys.stderr, flush=True)
                 runs = [measure(server, workdir, *table[name]) for _ in range(args.repeat)]
                 key = "storm_server_cpu_s" if name.startswith("joinstorm") else "deliveries_per_s"
