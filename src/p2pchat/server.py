@@ -262,7 +262,7 @@ class _Connection(asyncio.Protocol):
                 transport.writelines(out)
             out.clear()
             self.out_bytes = 0
-        return transport.get_write_buffer_size() <= self._server.config.sendq_bytes
+        return transport.get_write_buffer_size() <= self._server.send_limit()
 
     def close(self, error: str | None = None, *, owed: bool = True) -> None:
         """Sends what is owed (unless ``owed`` is false) and a last ERROR, if any, and
@@ -323,6 +323,7 @@ class ChatServer:
         self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
         # Each participant's LIST entry, encoded once when it registers.
         self._entries: dict[_Connection, bytes] = {}
+        self._entries_bytes = 0  # their length with separators: about the LIST's
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -424,7 +425,7 @@ class ChatServer:
         participant = self.registry.unregister(conn)
         if participant is None:
             return None
-        del self._entries[conn]
+        self._entries_bytes -= len(self._entries.pop(conn)) + 1
         log.info("leave %s (%s)", participant.nick, reason)
         return Update(Action.LEAVE, participant).encode()
 
@@ -451,10 +452,9 @@ class ChatServer:
         conn.out.append(data)
         conn.out_bytes += len(data)
         transport = conn.transport
-        sendq = self.config.sendq_bytes
         if (
             transport is not None
-            and conn.out_bytes + transport.get_write_buffer_size() > sendq
+            and conn.out_bytes + transport.get_write_buffer_size() > self.send_limit()
             and not conn.write_out()
         ):
             self._drop([conn])
@@ -525,7 +525,6 @@ class ChatServer:
         others LEAVEs, which can push others over in turn: the loop goes on
         until nobody is over.
         """
-        sendq = self.config.sendq_bytes
         self._flush_handle = None
         self._flushing = True
         try:
@@ -535,6 +534,7 @@ class ChatServer:
                 self._batch_bytes = 0
                 overflowed = []
                 if batch:
+                    sendq = self.send_limit()
                     data = b"".join(batch)  # a lone item is passed as is, not copied
                     for conn in self.registry.connections():
                         if not conn.own:
@@ -579,6 +579,12 @@ class ChatServer:
             self._disconnect(conn, str(error), str(error))
         else:
             self._error(conn, str(error))
+
+    def send_limit(self) -> int:
+        """What a client may be owed before it is dropped: its send queue, and one LIST
+        on top, since a LIST is one message that can be longer than the queue (a
+        full server's is up to 1.9 MB) and one bytes object whoever asked for it."""
+        return self.config.sendq_bytes + self._entries_bytes + 8
 
     def _list_bytes(self) -> bytes:
         """The encoded LIST, made once per change of the participant list, from the
@@ -628,7 +634,8 @@ class ChatServer:
         except RegistrationRefused as refused:
             self._error(conn, str(refused))
             return
-        self._entries[conn] = participant.encode_entry()
+        entry = self._entries[conn] = participant.encode_entry()
+        self._entries_bytes += len(entry) + 1
         conn.cancel_register_timer()
         self._waiting.remove(conn)
         log.info(
@@ -639,13 +646,7 @@ class ChatServer:
             conn.peer,
         )
         conn.out.append(self._list_bytes())
-        if not conn.write_out():  # written at once: whether it fits decides the JOIN
-            # Not even its LIST fits: it goes before anyone hears it came.
-            self.registry.unregister(conn)
-            del self._entries[conn]
-            log.warning("dropping %s: its LIST is over the send queue limit", conn.peer)
-            conn.close(f"dropped: send queue over {self.config.sendq_bytes} bytes", owed=False)
-            return
+        conn.write_out()  # at once, without a flush; the send limit leaves room for one LIST
         self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn, soon=False)
 
     def _broadcast(self, conn: _Connection, event: Broadcast) -> int:
