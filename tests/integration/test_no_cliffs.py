@@ -236,3 +236,29 @@ async def test_d17_idle_unregistered_connections_lock_nobody_out(
     finally:
         for sock in idle:
             sock.close()
+
+
+async def test_d9_joins_one_after_another_go_out_in_batches_not_one_write_each(
+    start_server: object, connect: Connect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 clients join one after another. Each join used to cost a write to every
+    participant (N joins, N squared writes); now UPDATEs wait a little for company
+    (50 us per participant) and go out together, in order, nothing lost."""
+    server: ChatServer = await start_server()  # type: ignore[operator]
+    flushes = 0  # flushes that wrote a batch to every participant
+    flush = ChatServer._flush
+
+    def counted(self: ChatServer) -> None:
+        nonlocal flushes
+        flushes += bool(self._batch)
+        flush(self)
+
+    monkeypatch.setattr(ChatServer, "_flush", counted)
+    clients = []
+    for i in range(300):
+        clients.append(client := await connect(server, f"c{i}"))
+        client.send(f"REGISTER:c{i}:127.0.0.1:{2000 + i}\r\n".encode())
+        assert (await client.recv()).startswith(b"LIST:")
+    for i in range(1, 300):  # the first hears every join, in order
+        await clients[0].expect(f"UPDATE:JOIN:c{i}:127.0.0.1:{2000 + i}\r\n".encode())
+    assert flushes < 100, f"{flushes} flushes for 299 joins"
