@@ -36,7 +36,6 @@ from .protocol import (
     Update,
     canonical_ip,
     encode_broadcast,
-    encode_list,
     is_unspecified,
     nick_key,
 )
@@ -320,10 +319,6 @@ class ChatServer:
         self._flush_handle: asyncio.Handle | None = None
         self._flush_soon = False  # the scheduled flush is at the end of this iteration
         self._flushing = False
-        self._list_cache: tuple[tuple[Participant, ...] | None, bytes] = (None, b"")
-        # Each participant's LIST entry, encoded once when it registers.
-        self._entries: dict[_Connection, bytes] = {}
-        self._entries_bytes = 0  # their length with separators: about the LIST's
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -425,7 +420,6 @@ class ChatServer:
         participant = self.registry.unregister(conn)
         if participant is None:
             return None
-        self._entries_bytes -= len(self._entries.pop(conn)) + 1
         log.info("leave %s (%s)", participant.nick, reason)
         return Update(Action.LEAVE, participant).encode()
 
@@ -584,17 +578,7 @@ class ChatServer:
         """What a client may be owed before it is dropped: its send queue, and one LIST
         on top, since a LIST is one message that can be longer than the queue (a
         full server's is up to 1.9 MB) and one bytes object whoever asked for it."""
-        return self.config.sendq_bytes + self._entries_bytes + 8
-
-    def _list_bytes(self) -> bytes:
-        """The encoded LIST, made once per change of the participant list, from the
-        entries encoded at registration: in a join storm it changes with every join."""
-        participants = self.registry.participants()
-        if self._list_cache[0] is not participants:
-            entries = self._entries
-            body = encode_list([entries[conn] for conn in self.registry.connections()])
-            self._list_cache = (participants, body)
-        return self._list_cache[1]
+        return self.config.sendq_bytes + self.registry.list_bytes
 
     # -- messages --------------------------------------------------------------------
 
@@ -610,7 +594,7 @@ class ChatServer:
                 if conn not in self.registry:
                     self._error(conn, REGISTER_FIRST)
                 else:
-                    data = self._list_bytes()
+                    data = self.registry.encoded_list()
                     self._queue(conn, data)
                     return len(data)
         return 0
@@ -634,8 +618,6 @@ class ChatServer:
         except RegistrationRefused as refused:
             self._error(conn, str(refused))
             return
-        entry = self._entries[conn] = participant.encode_entry()
-        self._entries_bytes += len(entry) + 1
         conn.cancel_register_timer()
         self._waiting.remove(conn)
         log.info(
@@ -645,7 +627,7 @@ class ChatServer:
             participant.udp_port,
             conn.peer,
         )
-        conn.out.append(self._list_bytes())
+        conn.out.append(self.registry.encoded_list())
         conn.write_out()  # at once, without a flush; the send limit leaves room for one LIST
         self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn, soon=False)
 

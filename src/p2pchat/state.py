@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum, auto
 from typing import Final, Generic, TypeVar
 
-from .protocol import Action, Participant, Update, nick_key
+from .protocol import Action, Participant, Update, encode_list, nick_key
 
 # -- server side: the participant list -------------------------------------------
 
@@ -28,7 +28,15 @@ class Registry(Generic[C]):
     """Registered participants by connection, in join order; nicknames unique
     (compared by nick_key) and UDP addresses unique."""
 
-    __slots__ = ("_by_address", "_by_conn", "_by_key", "_snapshot")
+    __slots__ = (
+        "_by_address",
+        "_by_conn",
+        "_by_key",
+        "_entries",
+        "_entries_bytes",
+        "_list",
+        "_snapshot",
+    )
 
     def __init__(self) -> None:
         self._by_conn: dict[C, Participant] = {}
@@ -37,6 +45,11 @@ class Registry(Generic[C]):
         # source address, so one address must name one participant.
         self._by_address: dict[tuple[str, int], C] = {}
         self._snapshot: tuple[Participant, ...] | None = None
+        # Each one's LIST entry, encoded once: in a join storm the LIST changes
+        # with every join, and joining entries is ten times cheaper than encoding.
+        self._entries: dict[C, bytes] = {}
+        self._entries_bytes = 0
+        self._list: bytes | None = None
 
     def __len__(self) -> int:
         return len(self._by_conn)
@@ -64,15 +77,29 @@ class Registry(Generic[C]):
         self._by_conn[conn] = participant
         self._by_key[participant.key] = conn
         self._by_address[participant.udp_address] = conn
-        self._snapshot = None
+        entry = self._entries[conn] = participant.encode_entry()
+        self._entries_bytes += len(entry) + 1
+        self._snapshot = self._list = None
 
     def unregister(self, conn: C) -> Participant | None:
         participant = self._by_conn.pop(conn, None)
         if participant is not None:
             del self._by_key[participant.key]
             del self._by_address[participant.udp_address]
-            self._snapshot = None
+            self._entries_bytes -= len(self._entries.pop(conn)) + 1
+            self._snapshot = self._list = None
         return participant
+
+    def encoded_list(self) -> bytes:
+        """The LIST of everyone, encoded; the same bytes object until the list changes."""
+        if self._list is None:
+            self._list = encode_list(list(self._entries.values()))
+        return self._list
+
+    @property
+    def list_bytes(self) -> int:
+        """The length of ``encoded_list()``, without making it."""
+        return self._entries_bytes + 6 if self._entries else 7
 
     def participants(self) -> tuple[Participant, ...]:
         """Everyone, in join order; the same tuple until the list changes."""

@@ -180,7 +180,7 @@ async def test_d17_a_list_flood_without_reading_holds_one_send_queue(
     flooder = await connect(server, "flooder", rcvbuf=4096, limit=1024)
     flooder.send(b"REGISTER:flooder:127.0.0.1:999\r\n" + b"LIST\r\n" * 200)
     messages = split_messages(await flooder.read_until_closed())
-    list_size = len(server._list_bytes())
+    list_size = len(server.registry.encoded_list())
     # Its send queue, the one LIST allowed on top, and the one that crossed the line.
     assert 0 < held <= sendq + 2 * list_size, f"{held} bytes held for the flooder"
     assert (

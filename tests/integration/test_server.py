@@ -146,7 +146,8 @@ async def test_d10_list_stays_exact_through_leaves_refusals_drops_and_returns(se
     d.send(b"LIST\r\n")
     await d.expect(join(CAROL))
     await d.expect(plist(ALICE, dave, CAROL))
-    assert len(server._entries) == len(server.registry) == 3
+    assert len(server.registry) == 3
+    assert server.registry.list_bytes == len(server.registry.encoded_list())
 
 
 async def test_d10_list_before_register_is_an_error_and_register_still_works(server, connect):

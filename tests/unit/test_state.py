@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p2pchat.protocol import Action, Init, Participant, Update, nick_key
+from p2pchat.protocol import Action, Init, Participant, ParticipantList, Update, nick_key
 from p2pchat.state import (
     ANSWER_TIMEOUT,
     CONNECT_TIMEOUT,
@@ -275,6 +275,9 @@ def test_registry_matches_a_simple_model(ops: list[tuple[str, int, str, int]]) -
         assert registry.participants() == tuple(p for _, p in model)
         assert list(registry.connections()) == [c for c, _ in model]
         assert len(registry) == len(model)
+        # The LIST made from the cached entries is the codec's own, and its size is known.
+        assert registry.encoded_list() == ParticipantList(registry.participants()).encode()
+        assert registry.list_bytes == len(registry.encoded_list())
 
 
 # -- PeerTable (client side) --------------------------------------------------------
