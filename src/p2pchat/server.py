@@ -332,7 +332,13 @@ class ChatServer:
             )
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), host, port, backlog=1024, reuse_address=True
+            # Past the backlog the kernel drops or resets connections; Linux caps it at
+            # net.core.somaxconn (4096 today).
+            lambda: _Connection(self),
+            host,
+            port,
+            backlog=4096,
+            reuse_address=True,
         )
 
     @property
