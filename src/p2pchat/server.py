@@ -89,6 +89,12 @@ class ServerConfig:
             raise ValueError("flood rate bytes must be >= 0 and flood burst bytes >= 1")
 
     @property
+    def byte_burst(self) -> float:
+        """The byte burst in force: at most half the send queue, so that one client's
+        burst can never by itself drop a reader."""
+        return float(min(self.flood_burst_bytes, self.sendq_bytes // 2))
+
+    @property
     def batch_bytes(self) -> int:
         """What one loop iteration may owe every reader at most, give or take a message.
 
@@ -102,6 +108,7 @@ class _Connection(asyncio.Protocol):
     """One client's TCP connection: decodes what it sends, hands events to the server."""
 
     __slots__ = (
+        "_abort_handle",
         "_byte_tokens",
         "_decoder",
         "_paused",
@@ -139,10 +146,11 @@ class _Connection(asyncio.Protocol):
         self.mark = 0  # how much of the batch is already in out (or is not for it)
         self._paused = False
         self._tokens = float(cfg.flood_burst)
-        self._byte_tokens = float(cfg.flood_burst_bytes)
+        self._byte_tokens = cfg.byte_burst
         self._tokens_at = time.monotonic()
         self._resume_handle: asyncio.Handle | None = None
         self._register_timer: asyncio.TimerHandle | None = None
+        self._abort_handle: asyncio.TimerHandle | None = None
 
     # -- asyncio callbacks ----------------------------------------------------------
 
@@ -162,7 +170,7 @@ class _Connection(asyncio.Protocol):
         return False  # the client is leaving: close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for handle in (self._resume_handle, self._register_timer):
+        for handle in (self._resume_handle, self._register_timer, self._abort_handle):
             if handle is not None:
                 handle.cancel()
         self._server._connection_lost(self, exc)
@@ -176,8 +184,9 @@ class _Connection(asyncio.Protocol):
         batch_limit = cfg.batch_bytes
         while not self.closing:
             if server._batch_bytes >= batch_limit:
-                # Readers are owed enough for this iteration: go on after the flush.
-                self._pause(asyncio.get_running_loop().call_soon(self._resume))
+                # Readers are owed enough for now: go on after the flush, in turn.
+                self._pause(None)
+                server._batch_waiters.append(self)
                 return
             if limited and not self._may_read():
                 return
@@ -213,7 +222,7 @@ class _Connection(asyncio.Protocol):
                 wait = (1.0 - self._tokens) / cfg.flood_rate
         if cfg.flood_rate_bytes:
             tokens = self._byte_tokens + elapsed * cfg.flood_rate_bytes
-            self._byte_tokens = min(cfg.flood_burst_bytes, tokens)
+            self._byte_tokens = min(cfg.byte_burst, tokens)
             if self._byte_tokens < 0.0:
                 wait = max(wait, -self._byte_tokens / cfg.flood_rate_bytes)
         if not wait:
@@ -221,11 +230,12 @@ class _Connection(asyncio.Protocol):
                 self._tokens -= 1.0
             return True
         # Out of tokens: stop reading until they are earned. Messages stay queued
-        # in the socket and the decoder; nothing is discarded.
-        self._pause(asyncio.get_running_loop().call_later(wait, self._resume))
+        # in the socket and the decoder; nothing is discarded. uvloop runs a timer
+        # under 1 ms at once, which would spin: wait at least that.
+        self._pause(asyncio.get_running_loop().call_later(max(wait, 0.001), self._resume))
         return False
 
-    def _pause(self, resume: asyncio.Handle) -> None:
+    def _pause(self, resume: asyncio.Handle | None) -> None:
         if not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
@@ -283,7 +293,8 @@ class _Connection(asyncio.Protocol):
         self.write_out()
         self.closing = True
         transport.close()
-        asyncio.get_running_loop().call_later(self._server.config.drop_grace, transport.abort)
+        loop = asyncio.get_running_loop()
+        self._abort_handle = loop.call_later(self._server.config.drop_grace, transport.abort)
 
     def start_register_timer(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -316,6 +327,8 @@ class ChatServer:
         self._batch: list[bytes] = []
         self._batch_bytes = 0
         self._own: list[_Connection] = []  # connections with a stream of their own
+        self._batch_waiters: list[_Connection] = []  # paused until a flush makes room
+        self._waiters_handle: asyncio.Handle | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._flush_soon = False  # the scheduled flush is at the end of this iteration
         self._flushing = False
@@ -430,7 +443,8 @@ class ChatServer:
         return Update(Action.LEAVE, participant).encode()
 
     def _disconnect(self, conn: _Connection, error: str, reason: str) -> None:
-        """Ends a connection on the server's initiative: ERROR, close, LEAVE now.
+        """Ends a connection on the server's initiative: ERROR, close, and the LEAVE
+        owed to the others, without waiting for the socket to close.
 
         The LEAVE does not wait for the socket to close (decision 15): a peer
         that does not read could delay that until the grace period ends.
@@ -465,10 +479,9 @@ class ChatServer:
         A registered connection first gets what it is owed of the batch so
         far; any other skips the batch, which is not for it.
         """
-        if not conn.own:
+        if not conn.own:  # the callers see that a flush comes
             conn.own = True
             self._own.append(conn)
-            self._schedule_flush(soon=False)
         batch = self._batch
         if conn.mark < len(batch):
             if conn in self.registry:
@@ -527,6 +540,7 @@ class ChatServer:
         """
         self._flush_handle = None
         self._flushing = True
+        own: list[_Connection] = []
         try:
             while self._batch or self._own:
                 batch, self._batch = self._batch, []
@@ -554,6 +568,22 @@ class ChatServer:
                     self._drop(overflowed)
         finally:
             self._flushing = False
+            for conn in own:  # only after a bug: never leave one out of every later flush
+                conn.own, conn.mark = False, 0
+            if self._batch_waiters and self._waiters_handle is None:
+                self._waiters_handle = asyncio.get_running_loop().call_soon(self._resume_waiters)
+
+    def _resume_waiters(self) -> None:
+        """Lets the readers paused for a full batch go on, first come first served, until
+        the batch is full again; the others wait for the next flush, still first."""
+        self._waiters_handle = None
+        waiters, self._batch_waiters = self._batch_waiters, []
+        limit = self.config.batch_bytes
+        for i, conn in enumerate(waiters):
+            if self._batch_bytes >= limit:
+                self._batch_waiters[:0] = waiters[i:]
+                return
+            conn._resume()
 
     def _drop(self, conns: list[_Connection]) -> None:
         """Removes participants that cannot keep up, without waiting on them."""

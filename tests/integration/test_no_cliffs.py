@@ -179,6 +179,9 @@ async def test_d17_a_list_flood_without_reading_holds_one_send_queue(
     monkeypatch.setattr(ChatServer, "_queue", watched)
     flooder = await connect(server, "flooder", rcvbuf=4096, limit=1024)
     flooder.send(b"REGISTER:flooder:127.0.0.1:999\r\n" + b"LIST\r\n" * 200)
+    async with asyncio.timeout(10):  # it reads nothing until the server has dropped it
+        while not held or len(server.registry) > 200:
+            await asyncio.sleep(0.01)
     messages = split_messages(await flooder.read_until_closed())
     list_size = len(server.registry.encoded_list())
     # Its send queue, the one LIST allowed on top, and the one that crossed the line.
