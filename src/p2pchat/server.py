@@ -759,7 +759,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BYTES",
         type=_positive_int,
         default=defaults.flood_burst_bytes,
-        help="bytes a client may send at once before being slowed",
+        help="bytes a client may make the server send at once (its broadcasts, the LISTs "
+        "it asks for) before being slowed; at most half of --sendq-bytes",
     )
     p.add_argument(
         "--flood-rate-bytes",
