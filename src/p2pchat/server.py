@@ -456,10 +456,10 @@ class ChatServer:
     def _queue(self, conn: _Connection, data: bytes) -> None:
         """Owes ``data`` to one client, after what it is owed of the batch so far.
 
-        Its queue counts what waits in its transport too: past the send
-        queue, what it is owed goes to its socket now, and if that does not
-        take enough it is dropped, so a LIST flood holds no more than one
-        send queue (decision 17).
+        Its queue counts what waits in its transport too: past its limit
+        (``send_limit``), what it is owed goes to its socket now, and if that
+        does not take enough it is dropped, so a LIST flood holds no more
+        than one send queue and a LIST or two (decision 17).
         """
         self._take_own(conn)
         self._schedule_flush()
