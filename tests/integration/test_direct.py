@@ -177,6 +177,34 @@ async def test_d21_init_from_a_stranger_is_ignored(alice: ChatClient) -> None:
         stranger.close()
 
 
+async def test_d21_an_init_before_the_join_is_ignored_and_its_resend_accepted(
+    server: ChatServer, alice: ChatClient
+) -> None:
+    """The server sends UPDATEs a little late (they wait for company), so an INIT can
+    beat the JOIN of its sender: it gets no ACK, and the resend (decision 20), once
+    the JOIN is in, opens the chat."""
+    assert alice.me is not None
+    carol = RawPeer("carol")
+    await carol.bind_udp()
+    listener, accepted = await listen()
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        carol.send(Init("early", port), alice.me.udp_address)
+        with pytest.raises(TimeoutError):
+            await carol.datagram(timeout=0.25)
+        await carol.register(server.port)
+        await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "carol")
+        carol.send(Init("early", port), alice.me.udp_address)
+        assert (await carol.datagram())[0] == Ack("early")
+        async with asyncio.timeout(5):
+            _, writer = await accepted.get()
+        assert (await wait_event(alice, ChatOpened)).peer == "carol"
+        writer.close()
+    finally:
+        listener.close()
+        carol.close()
+
+
 async def test_d21_init_is_acked_then_connected_and_repeats_open_nothing(
     alice: ChatClient, bob: RawPeer
 ) -> None:
