@@ -357,9 +357,13 @@ class DirectChatManager:
 
     def peer_left(self, participant: Participant) -> None:
         """A participant left the server: an open chat goes on (decision 23), a pending
-        request ends, since the peer will come back, if at all, at another address."""
+        request ends, since the peer will come back, if at all, at another address.
+        A request we answered and are connecting for goes on too: the peer may have
+        taken our connection and written its messages before leaving (a /msg, then
+        end of input), and its LEAVE can overtake our side of the connect. The
+        connection settles it: it opens, is refused, or CONNECT_TIMEOUT runs out."""
         hs = self._chats.get(participant.nick)
-        if hs is not None and hs.pending:
+        if hs is not None and hs.pending and hs.state is not ChatState.CONNECTING:
             self._end(hs, f"{participant.nick} left", failed=True)
         self._chats.peer_left(participant.nick)
 

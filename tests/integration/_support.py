@@ -81,9 +81,14 @@ class RawPeer:
         self.tcp: asyncio.StreamWriter | None = None
         self.participant: Participant
 
-    async def register(self, server_port: int, ip: str = "127.0.0.1") -> None:
+    async def bind_udp(self, ip: str = "127.0.0.1") -> None:
+        """The UDP socket alone, e.g. to send an INIT before registering."""
         loop = asyncio.get_running_loop()
         self.udp, _ = await loop.create_datagram_endpoint(lambda: self.inbox, local_addr=(ip, 0))
+
+    async def register(self, server_port: int, ip: str = "127.0.0.1") -> None:
+        if not hasattr(self, "udp"):
+            await self.bind_udp(ip)
         port = self.udp.get_extra_info("sockname")[1]
         self.participant = Participant(self.nick, ip, port)
         reader, self.tcp = await asyncio.open_connection("127.0.0.1", server_port)

@@ -18,6 +18,7 @@ from p2pchat.events import (
     ChatReceived,
     Disconnected,
     PeerJoined,
+    PeerLeft,
 )
 from p2pchat.protocol import Ack, Chat, Init
 from p2pchat.server import ChatServer
@@ -174,6 +175,34 @@ async def test_d21_init_from_a_stranger_is_ignored(alice: ChatClient) -> None:
     finally:
         listener.close()
         stranger.close()
+
+
+async def test_d21_an_init_before_the_join_is_ignored_and_its_resend_accepted(
+    server: ChatServer, alice: ChatClient
+) -> None:
+    """The server sends UPDATEs a little late (they wait for company), so an INIT can
+    beat the JOIN of its sender: it gets no ACK, and the resend (decision 20), once
+    the JOIN is in, opens the chat."""
+    assert alice.me is not None
+    carol = RawPeer("carol")
+    await carol.bind_udp()
+    listener, accepted = await listen()
+    try:
+        port = listener.sockets[0].getsockname()[1]
+        carol.send(Init("early", port), alice.me.udp_address)
+        with pytest.raises(TimeoutError):
+            await carol.datagram(timeout=0.25)
+        await carol.register(server.port)
+        await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "carol")
+        carol.send(Init("early", port), alice.me.udp_address)
+        assert (await carol.datagram())[0] == Ack("early")
+        async with asyncio.timeout(5):
+            _, writer = await accepted.get()
+        assert (await wait_event(alice, ChatOpened)).peer == "carol"
+        writer.close()
+    finally:
+        listener.close()
+        carol.close()
 
 
 async def test_d21_init_is_acked_then_connected_and_repeats_open_nothing(
@@ -437,6 +466,38 @@ async def test_a_pending_request_ends_when_the_peer_leaves(alice: ChatClient, bo
     failed = await wait_event(alice, ChatFailed)
     assert failed.reason == "bob left" and failed.unsent == ("are you there?",)
     assert loop.time() - left_at < 2.0
+
+
+async def test_an_answered_request_goes_on_when_the_peer_leaves(
+    alice: ChatClient, bob: RawPeer
+) -> None:
+    """bob asks, writes his message and leaves (e.g. /msg then end of input): his LEAVE
+    can reach alice while her connection to his listener is still under way. That
+    connection, not the LEAVE, settles the chat, so the message arrives. bob's listener
+    has a full accept queue, so alice's connect waits for its SYN to be resent (about
+    1 s) and the LEAVE always comes first."""
+    assert alice.me is not None
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)  # Linux queues one connection; further SYNs are dropped
+        listener.setblocking(False)
+        filler.connect(listener.getsockname())
+        bob.send(Init("leaving", listener.getsockname()[1]), alice.me.udp_address)
+        assert (await bob.datagram())[0] == Ack("leaving")
+        assert alice.chat_state("bob") is ChatState.CONNECTING
+        assert bob.tcp is not None
+        bob.tcp.close()
+        await wait_event(alice, PeerLeft)
+        loop = asyncio.get_running_loop()
+        (await loop.sock_accept(listener))[0].close()  # the filler: room for alice's SYN
+        async with asyncio.timeout(5):
+            conn, _ = await loop.sock_accept(listener)
+        with conn:
+            await loop.sock_sendall(conn, Chat("sent before leaving").encode())
+        opened = await wait_event(alice, ChatOpened)
+        assert (opened.peer, opened.initiator) == ("bob", False)
+        assert (await wait_event(alice, ChatReceived)).text == "sent before leaving"
+        assert (await wait_event(alice, ChatClosed)).reason == "bob closed the chat"
 
 
 async def test_listener_uses_one_family_when_the_advertised_ip_is_not_ours(
