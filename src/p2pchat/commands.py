@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 HELP = """\
@@ -71,6 +72,15 @@ Command = Say | Msg | OpenChat | CloseChat | Who | Ignore | Unignore | Help | Qu
 
 COMMAND_NAMES = ("/msg", "/chat", "/close", "/who", "/ignore", "/unignore", "/help", "/quit")
 
+# Typed as makers of a Command: a plain dict of the classes would be a dict of ``object``.
+_NICK_COMMANDS: dict[str, Callable[[str], Command]] = {
+    "/chat": OpenChat,
+    "/close": CloseChat,
+    "/ignore": Ignore,
+    "/unignore": Unignore,
+}
+_BARE_COMMANDS: dict[str, Callable[[], Command]] = {"/who": Who, "/help": Help, "/quit": Quit}
+
 
 def parse(line: str) -> Command | None:
     """The command a typed line means; None for an empty line; InputError if malformed."""
@@ -93,15 +103,10 @@ def parse(line: str) -> Command | None:
             nick = rest.strip()
             if not nick or " " in nick:
                 raise InputError(f"usage: {name} NICK")
-            return {
-                "/chat": OpenChat,
-                "/close": CloseChat,
-                "/ignore": Ignore,
-                "/unignore": Unignore,
-            }[name](nick)
+            return _NICK_COMMANDS[name](nick)
         case "/who" | "/help" | "/quit":
             if rest.strip():
                 raise InputError(f"usage: {name}")
-            return {"/who": Who, "/help": Help, "/quit": Quit}[name]()
+            return _BARE_COMMANDS[name]()
         case _:
             raise InputError(f"unknown command {name}; /help lists the commands")
