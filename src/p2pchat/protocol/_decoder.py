@@ -282,9 +282,10 @@ class Decoder:
             return NEED_DATA
         if after < 0:
             # Several implementations count characters, not bytes: try that once.
-            end = self._char_count_end(start, length)
-            if end is None:
+            char_end = self._char_count_end(start, length)
+            if char_end is None:
                 return NEED_DATA
+            end = char_end
             after = self._line_end_at(end) if end >= 0 else -1
             if after is None:
                 return NEED_DATA
