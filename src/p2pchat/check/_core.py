@@ -46,8 +46,8 @@ class Check(Generic[C]):
 
 
 @dataclass(slots=True)
-class Result:
-    check: Check[object]
+class Result(Generic[C]):
+    check: Check[C]
     verdict: Verdict
     notes: list[Note] = field(default_factory=list)
     seconds: float = 0.0
@@ -100,7 +100,7 @@ class Recorder:
             self.variants.append(Note(expected, got))
 
 
-async def run_check(check: Check[C], make_context: Callable[[Recorder], C]) -> Result:
+async def run_check(check: Check[C], make_context: Callable[[Recorder], C]) -> Result[C]:
     """Runs one check within its time limit; never raises for what the peer did."""
     recorder = Recorder()
     started = time.monotonic()

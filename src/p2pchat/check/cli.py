@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import _net
 from ..server import DEFAULT_PORT
-from ._core import Check, Result, Verdict, run_check
+from ._core import C, Check, Registry, Result, Verdict, run_check
 from .client import ClientSession, CommandDriver, PersonDriver
 from .client import checks as client_checks
 from .report import line, list_checks, summary, write_junit
@@ -89,29 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    registry = server_checks if args.kind == "server" else client_checks
+    if args.kind == "client":
+        return _check_client(parser, args)
+    return _check_server(parser, args)
+
+
+def _chosen(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, registry: Registry[C]
+) -> list[Check[C]] | None:
+    """The checks to run, after the arguments both kinds share; None when --list printed them."""
     if args.list:
-        list_checks(registry.checks, sys.stdout)  # type: ignore[arg-type]
-        return 0
+        list_checks(registry.checks, sys.stdout)
+        return None
     try:
         chosen = registry.select(args.only, args.slow)
     except KeyError as unknown:
         parser.error(f"no check named {unknown.args[0]} (see --list)")
     if args.patience <= 0:
         parser.error("--patience must be more than 0 seconds")
-    if args.kind == "server" and args.register_timeout <= 0:
+    return chosen
+
+
+def _check_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    chosen = _chosen(parser, args, server_checks)
+    if chosen is None:
+        return 0
+    if args.register_timeout <= 0:
         parser.error("--register-timeout must be more than 0 seconds")
-    if args.kind == "client" and args.cmd is not None:
-        try:
-            if not shlex.split(args.cmd):
-                parser.error("--cmd is empty")
-        except ValueError as error:
-            parser.error(f"--cmd: {error}")
-    if args.kind == "client":
-        driver = CommandDriver(args.cmd, args.patience) if args.cmd else PersonDriver()
-        session = ClientSession(driver, args.nick, args.port, args.patience)
-        results = _net.run(lambda: run_client_checks(session, chosen))  # type: ignore[arg-type]
-        return finish(results, args.junit, "p2pchat check client")
     if args.address is None:
         parser.error("the server's HOST:PORT is required")
     try:
@@ -126,7 +130,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return finish(results, args.junit, "p2pchat check server")
 
 
-def finish(results: list[Result] | None, junit: Path | None, suite: str) -> int:
+def _check_client(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    chosen = _chosen(parser, args, client_checks)
+    if chosen is None:
+        return 0
+    if args.cmd is not None:
+        try:
+            if not shlex.split(args.cmd):
+                parser.error("--cmd is empty")
+        except ValueError as error:
+            parser.error(f"--cmd: {error}")
+    driver = CommandDriver(args.cmd, args.patience) if args.cmd else PersonDriver()
+    session = ClientSession(driver, args.nick, args.port, args.patience)
+    results = _net.run(lambda: run_client_checks(session, chosen))
+    return finish(results, args.junit, "p2pchat check client")
+
+
+def finish(results: list[Result[C]] | None, junit: Path | None, suite: str) -> int:
     if results is None:
         return 1
     print(summary(results))
@@ -137,7 +157,7 @@ def finish(results: list[Result] | None, junit: Path | None, suite: str) -> int:
 
 async def run_client_checks(
     session: ClientSession, chosen: list[Check[ClientSession]]
-) -> list[Result] | None:
+) -> list[Result[ClientSession]] | None:
     try:
         await session.start()
     except OSError as error:
@@ -181,7 +201,7 @@ async def run_server_checks(
     chosen: list[Check[ServerContext]],
     register_timeout: float = 30.0,
     patience: float = 5.0,
-) -> list[Result] | None:
+) -> list[Result[ServerContext]] | None:
     try:
         async with asyncio.timeout(5):
             _, writer = await asyncio.open_connection(host, port)

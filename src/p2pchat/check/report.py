@@ -5,22 +5,24 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from ..textsafe import printable
 from ._core import Check, Result, Verdict
 
+C = TypeVar("C")  # the context a check runs in: server or client; the report does not need it
+
 _LABEL = {Verdict.PASS: "PASS", Verdict.NONSTRICT: "NON-STRICT", Verdict.FAIL: "FAIL"}
 
 
-def list_checks(checks: Sequence[Check[object]], out: TextIO) -> None:
+def list_checks(checks: Sequence[Check[C]], out: TextIO) -> None:
     width = max(len(c.id) for c in checks)
     for c in checks:
         slow = ", slow" if c.slow else ""
         out.write(f"{c.id:<{width}}  {c.title} (decision {c.decisions}{slow})\n")
 
 
-def line(result: Result, width: int) -> str:
+def line(result: Result[C], width: int) -> str:
     c = result.check
     text = f"{_LABEL[result.verdict]:<10}  {c.id:<{width}}  {c.title} (decision {c.decisions})"
     for note in result.notes:
@@ -29,7 +31,7 @@ def line(result: Result, width: int) -> str:
     return text
 
 
-def summary(results: Sequence[Result]) -> str:
+def summary(results: Sequence[Result[C]]) -> str:
     counts = {v: sum(r.verdict is v for r in results) for v in Verdict}
     return (
         f"{len(results)} checks: {counts[Verdict.PASS]} passed, "
@@ -37,7 +39,7 @@ def summary(results: Sequence[Result]) -> str:
     )
 
 
-def write_junit(path: Path, suite: str, results: Sequence[Result]) -> None:
+def write_junit(path: Path, suite: str, results: Sequence[Result[C]]) -> None:
     """One testcase per check; a failure carries what was expected and what came."""
     root = ET.Element(
         "testsuite",
