@@ -58,6 +58,12 @@ def listing(received: list[Received]) -> str:
     return shown + (f" and {len(received) - 4} more" if len(received) > 4 else "")
 
 
+def _address(writer: asyncio.StreamWriter, which: str) -> tuple[str, int]:
+    """The host and port of a TCP socket's "sockname" or "peername" (IPv6 adds two more items)."""
+    address: tuple[str, int] = writer.get_extra_info(which)[:2]  # get_extra_info is typed Any
+    return address
+
+
 class Wire:
     """One connection to the implementation under test."""
 
@@ -83,11 +89,11 @@ class Wire:
 
     @property
     def local_address(self) -> tuple[str, int]:
-        return self._writer.get_extra_info("sockname")[:2]
+        return _address(self._writer, "sockname")
 
     @property
     def peer_address(self) -> tuple[str, int]:
-        return self._writer.get_extra_info("peername")[:2]
+        return _address(self._writer, "peername")
 
     async def send(self, data: bytes) -> None:
         self._writer.write(data)

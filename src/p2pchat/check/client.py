@@ -20,7 +20,7 @@ import shlex
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..protocol import (
@@ -192,7 +192,7 @@ class CommandDriver:
             self._reader.cancel()
 
 
-def _has(event: dict[str, Any], key: str, value: Any) -> bool:
+def _has(event: Mapping[str, object], key: str, value: object) -> bool:
     if key == "participants":  # a nickname that must be among them
         listed = event.get("participants")
         return isinstance(listed, list) and any(
@@ -208,7 +208,7 @@ class Datagrams(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         self.queue.put_nowait((data, addr[:2]))
 
 
@@ -219,7 +219,8 @@ class Udp:
 
     @property
     def port(self) -> int:
-        return self.transport.get_extra_info("sockname")[1]
+        port: int = self.transport.get_extra_info("sockname")[1]  # get_extra_info is typed Any
+        return port
 
     async def receive(self, timeout: float) -> tuple[bytes, tuple[str, int]] | None:
         try:
