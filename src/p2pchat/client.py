@@ -382,7 +382,7 @@ class ChatClient:
                 raise ConnectError(
                     f"cannot bind UDP port {self._udp_port}: {error.strerror}"
                 ) from None
-        self._direct.attach_udp(transport, bind_ip, bind_ip or wildcard)  # type: ignore[arg-type]
+        self._direct.attach_udp(transport, bind_ip, bind_ip or wildcard)
         return Participant(self.nick, ip, transport.get_extra_info("sockname")[1])
 
     # -- internals: the server connection -------------------------------------------

@@ -61,7 +61,7 @@ class _Udp(asyncio.DatagramProtocol):
     def __init__(self, owner: DirectChatManager) -> None:
         self._owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             message = decode_datagram(data)
         except RemoteProtocolError as error:
