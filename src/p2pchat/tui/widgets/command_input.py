@@ -27,11 +27,12 @@ class CommandInput(Input):
         # Handled here, not as bindings: a binding runs when the key has bubbled up
         # to the app, after the keys typed behind it (a fast typist, a paste) were
         # already inserted, and would complete the wrong word.
-        action = {
+        actions: dict[str, Callable[[], None]] = {
             "tab": self.action_complete,
             "up": lambda: self.action_history(-1),
             "down": lambda: self.action_history(1),
-        }.get(event.key)
+        }
+        action = actions.get(event.key)
         if action is not None:
             event.stop()
             event.prevent_default()  # not Input's handler, nor focus moving on Tab

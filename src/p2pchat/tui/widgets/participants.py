@@ -17,6 +17,7 @@ _STATE_MARKS = {
     ChatState.ACKED: ("…", "yellow"),
     ChatState.CONNECTING: ("…", "yellow"),
 }
+_NO_MARK = (" ", "")
 
 
 class ParticipantList(OptionList):
@@ -30,7 +31,8 @@ class ParticipantList(OptionList):
         options = []
         for p in participants:
             label = Text()
-            mark, style = _STATE_MARKS.get(chat_states.get(p.key), (" ", ""))
+            state = chat_states.get(p.key)
+            mark, style = _NO_MARK if state is None else _STATE_MARKS.get(state, _NO_MARK)
             label.append(f"{mark} ", style=style)
             label.append(printable(p.nick), style=f"bold {nick_colour(p.nick)}")
             if p.key == nick_key(me):
