@@ -65,6 +65,25 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def bound_udp_socket(ip: str, port: int, family: socket.AddressFamily) -> socket.socket:
+    """A non-blocking UDP socket bound to (ip, port); an OSError with the OS's errno if not.
+
+    Bound here, not by the event loop: uvloop's create_datagram_endpoint raises
+    an error without errno or strerror, and the user must see the reason.
+    """
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        ip, port, family, socket.SOCK_DGRAM, 0, socket.AI_NUMERICHOST | socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.bind(addr)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def format_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

@@ -368,20 +368,17 @@ class ChatClient:
         wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
         bind_ip: str | None = ip
         try:
-            transport, _ = await loop.create_datagram_endpoint(
-                self._direct.udp_protocol, local_addr=(ip, self._udp_port), family=family
-            )
+            sock = _net.bound_udp_socket(ip, self._udp_port, family)
         except OSError:
             # The advertised address is not one of ours (e.g. behind NAT): listen everywhere.
             bind_ip = None
             try:
-                transport, _ = await loop.create_datagram_endpoint(
-                    self._direct.udp_protocol, local_addr=(wildcard, self._udp_port), family=family
-                )
+                sock = _net.bound_udp_socket(wildcard, self._udp_port, family)
             except OSError as error:
                 raise ConnectError(
-                    f"cannot bind UDP port {self._udp_port}: {error.strerror}"
+                    f"cannot bind UDP port {self._udp_port}: {error.strerror or error}"
                 ) from None
+        transport, _ = await loop.create_datagram_endpoint(self._direct.udp_protocol, sock=sock)
         self._direct.attach_udp(transport, bind_ip, bind_ip or wildcard)
         return Participant(self.nick, ip, transport.get_extra_info("sockname")[1])
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 
 import pytest
 
@@ -219,3 +220,18 @@ async def test_log_dir_keeps_each_conversation(programs: list[Program], tmp_path
     direct = (root / "direct" / "bob.log").read_text()
     assert "<bob> hello alice" in group
     assert "<bob> direct words" in direct and "<alice> back at you" in direct
+
+
+async def test_exit_1_with_the_reason_when_the_udp_port_is_taken(
+    programs: list[Program],
+) -> None:
+    """The OS's words reach the user on every event loop (uvloop drops errno from its own)."""
+    _, port = await start_server(programs)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as holder:
+        holder.bind(("0.0.0.0", 0))
+        taken = holder.getsockname()[1]
+        p = await client(programs, port, "alice", "--json", "--udp-port", str(taken))
+        status, err = await p.finish()
+    assert status == 1
+    assert err.strip() == f"p2pchat: cannot bind UDP port {taken}: Address already in use"
+
