@@ -165,6 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for value in (args.server, args.serve):
             if value is not None:
                 _net.parse_host_port(value, DEFAULT_PORT)
+        # --serve takes an empty host as "every address"; a server to join needs one.
+        if args.server is not None and not _net.parse_host_port(args.server, DEFAULT_PORT)[0]:
+            raise ValueError(
+                f"--server {args.server!r}: no host; give HOST:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}"
+            )
     except (LocalProtocolError, ValueError) as error:
         parser.error(str(error))
     if not 0 <= args.udp_port <= 65535:

@@ -235,3 +235,14 @@ async def test_exit_1_with_the_reason_when_the_udp_port_is_taken(
     assert status == 1
     assert err.strip() == f"p2pchat: cannot bind UDP port {taken}: Address already in use"
 
+
+@pytest.mark.parametrize("server", [":7777", "[]:7777", ""])
+async def test_exit_2_when_the_server_has_no_host(programs: list[Program], server: str) -> None:
+    p = await Program.start("p2pchat.client", "--server", server, "--json")
+    programs.append(p)
+    status, err = await p.finish()
+    assert status == 2
+    assert err.strip().splitlines()[-1] == (
+        f"p2pchat: error: --server {server!r}: no host; give HOST:PORT, e.g. 127.0.0.1:7777"
+    )
+
