@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,6 +55,17 @@ def file_name(name: str) -> str:
         return safe
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return safe.encode()[: _NAME_MAX_BYTES - 17].decode(errors="ignore") + "-" + digest
+
+
+def check_directory(directory: Path) -> None:
+    """Creates ``directory`` if needed and proves a file can be written in it; OSError if not.
+
+    Checked before the chat starts: logs the user asked for must not be lost
+    unnoticed. A later failure (disk full) still only disables logging.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory):
+        pass
 
 
 class ChatLog:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import _net, linemode
-from .chatlog import ChatLog, LoggedOutput
+from .chatlog import ChatLog, LoggedOutput, check_directory
 from .client import ChatClient, ConnectError, RegistrationError
 from .frontend import Output
 from .protocol import LocalProtocolError, canonical_ip, check_nick
@@ -174,6 +174,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if not 0 <= args.udp_port <= 65535:
         parser.error(f"--udp-port {args.udp_port} is out of range 0-65535")
+    if args.log_dir:
+        try:
+            check_directory(Path(args.log_dir))
+        except OSError as error:
+            print(
+                f"p2pchat: cannot write logs in {args.log_dir}: {error.strerror or error}",
+                file=sys.stderr,
+            )
+            return 2
     with contextlib.suppress(AttributeError):
         sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
     if args.json:

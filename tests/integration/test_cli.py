@@ -246,3 +246,26 @@ async def test_exit_2_when_the_server_has_no_host(programs: list[Program], serve
         f"p2pchat: error: --server {server!r}: no host; give HOST:PORT, e.g. 127.0.0.1:7777"
     )
 
+
+async def test_exit_2_before_connecting_when_the_log_dir_is_unusable(
+    programs: list[Program], tmp_path
+) -> None:
+    """Logs the user asked for are not silently dropped: one line, exit 2, no registration."""
+    server, port = await start_server(programs, "--log-level", "info")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for log_dir, why in [
+        ("/proc/nope", "No such file or directory"),
+        (str(a_file), "File exists"),
+        (str(a_file / "below"), "Not a directory"),
+    ]:
+        p = await client(programs, port, "alice", "--json", "--log-dir", log_dir)
+        status, err = await p.finish()
+        assert status == 2
+        assert err.strip() == f"p2pchat: cannot write logs in {log_dir}: {why}"
+    # The server saw no one join: the first join it logs is the one that follows.
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    while " join " not in (line := await server.line("stderr")):
+        pass
+    assert " join bob " in line
