@@ -11,9 +11,10 @@ from typing import Protocol
 
 from . import commands
 from .client import ChatClient, NotConnectedError
-from .direct import DirectChatError
-from .events import ClientEvent
+from .direct import CLOSED_BY_YOU, DirectChatError, closed_by_peer
+from .events import ChatClosed, ClientEvent
 from .protocol import Participant, ProtocolError
+from .textsafe import printable
 
 
 class Output(Protocol):
@@ -34,6 +35,18 @@ class Output(Protocol):
 
     def hosting(self, address: str) -> None:
         """With --serve: the address others join with."""
+
+
+def closed_text(event: ChatClosed) -> str:
+    """A closed direct chat in words, for people (``--json`` keeps the bare reason)."""
+    peer = printable(event.peer)
+    if event.reason == CLOSED_BY_YOU:
+        why = "you closed it"
+    elif event.reason == closed_by_peer(event.peer):
+        why = f"{peer} closed it"
+    else:
+        why = printable(event.reason)
+    return f"direct chat with {peer} closed ({why})"
 
 
 async def execute(client: ChatClient, command: commands.Command, out: Output) -> None:
