@@ -13,7 +13,7 @@ from . import commands
 from .client import ChatClient, NotConnectedError
 from .direct import CLOSED_BY_YOU, DirectChatError, closed_by_peer
 from .events import ChatClosed, ClientEvent
-from .protocol import Participant, ProtocolError
+from .protocol import Participant, ProtocolError, nick_key
 from .textsafe import printable
 
 
@@ -49,6 +49,16 @@ def closed_text(event: ChatClosed) -> str:
     return f"direct chat with {peer} closed ({why})"
 
 
+def _ignorable(client: ChatClient, nick: str) -> str | None:
+    """Why ``nick`` cannot be ignored, or None if they can."""
+    key = nick_key(nick)
+    if key == nick_key(client.nick):
+        return "you cannot ignore yourself"
+    if not any(p.key == key for p in client.participants):
+        return f"nobody called {nick!r} is here"
+    return None
+
+
 async def execute(client: ChatClient, command: commands.Command, out: Output) -> None:
     """Carries out one command; every failure becomes an error shown, never an exception."""
     peer: str | None = None
@@ -70,6 +80,9 @@ async def execute(client: ChatClient, command: commands.Command, out: Output) ->
             case commands.Who():
                 out.participants(client.participants)
             case commands.Ignore(nick=nick):
+                if (refusal := _ignorable(client, nick)) is not None:
+                    out.error(refusal)
+                    return
                 client.ignore(nick)
                 out.info(f"ignoring {nick}: broadcasts hidden, direct chats refused")
             case commands.Unignore(nick=nick):

@@ -151,6 +151,20 @@ async def test_closing_a_direct_chat_says_who_closed_it(programs: list[Program])
         assert status == 0
 
 
+async def test_ignore_refuses_yourself_and_strangers(programs: list[Program]) -> None:
+    _, port = await start_server(programs)
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    alice = await client(programs, port, "alice", "--json")
+    await alice.expect("participants")
+    await alice.type("/ignore ALICE", "/ignore zed", "/ignore Bob")
+    assert (await alice.expect("error"))["message"] == "you cannot ignore yourself"
+    assert (await alice.expect("error"))["message"] == "nobody called 'zed' is here"
+    assert (await alice.expect("info"))["message"].startswith("ignoring Bob:")
+    status, _ = await alice.finish()
+    assert status == 0
+
+
 async def test_exit_1_when_the_nickname_is_taken(programs: list[Program]) -> None:
     _, port = await start_server(programs)
     first = await client(programs, port, "alice", "--json")
