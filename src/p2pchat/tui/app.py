@@ -53,6 +53,7 @@ Keys:
   F2             go to the participant list (Enter or a click opens a direct chat)
   Escape         back to the input line
   F4             close the current direct chat and its tab
+  F1             show this help
   Ctrl+Q         quit"""
 
 
