@@ -32,7 +32,7 @@ from .events import (
     Registered,
     ServerError,
 )
-from .frontend import Output
+from .frontend import Output, closed_text
 from .protocol import Participant, nick_key
 from .textsafe import printable
 
@@ -127,8 +127,8 @@ class ChatLog:
                 self.write(peer, f"*** direct chat with {printable(peer)} open")
             case ChatReceived(peer=peer, text=text):
                 self.write(peer, f"<{printable(peer)}> {printable(text)}")
-            case ChatClosed(peer=peer, reason=reason):
-                self.write(peer, f"*** direct chat closed: {printable(reason)}")
+            case ChatClosed(peer=peer):
+                self.write(peer, f"*** {closed_text(event)}")
             case ChatFailed(peer=peer, reason=reason):
                 self.write(peer, f"!!! direct chat failed: {printable(reason)}")
             case ServerError(text=text):

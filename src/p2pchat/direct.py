@@ -49,6 +49,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("p2pchat.direct")
 
+# The reasons of a chat the user or the peer closed, as the events (and --json) carry them;
+# frontend.closed_text says them in words.
+CLOSED_BY_YOU = "closed"
+
+
+def closed_by_peer(nick: str) -> str:
+    return f"{nick} closed the chat"
+
+
 # Below this many unsent bytes a sender does not wait (asyncio's own high-water mark).
 _DRAIN_ABOVE = 64 * 1024
 
@@ -190,7 +199,7 @@ class DirectSession:
             if left is not None:
                 left -= loop.time() - began
             if not data:
-                return f"{nick} closed the chat"
+                return closed_by_peer(nick)
             decoder.feed(data)
 
     def _next(self) -> Chat | RemoteProtocolError | NeedData:
@@ -332,7 +341,7 @@ class DirectChatManager:
             with contextlib.suppress(DirectChatError):
                 await waiter
 
-    def close_chat(self, nick: str, reason: str = "closed") -> bool:
+    def close_chat(self, nick: str, reason: str = CLOSED_BY_YOU) -> bool:
         hs = self._chats.get(nick)
         if hs is None or not hs.live:
             return False

@@ -11,9 +11,10 @@ from typing import Protocol
 
 from . import commands
 from .client import ChatClient, NotConnectedError
-from .direct import DirectChatError
-from .events import ClientEvent
-from .protocol import Participant, ProtocolError
+from .direct import CLOSED_BY_YOU, DirectChatError, closed_by_peer
+from .events import ChatClosed, ClientEvent
+from .protocol import Participant, ProtocolError, nick_key
+from .textsafe import printable
 
 
 class Output(Protocol):
@@ -34,6 +35,28 @@ class Output(Protocol):
 
     def hosting(self, address: str) -> None:
         """With --serve: the address others join with."""
+
+
+def closed_text(event: ChatClosed) -> str:
+    """A closed direct chat in words, for people (``--json`` keeps the bare reason)."""
+    peer = printable(event.peer)
+    if event.reason == CLOSED_BY_YOU:
+        why = "you closed it"
+    elif event.reason == closed_by_peer(event.peer):
+        why = f"{peer} closed it"
+    else:
+        why = printable(event.reason)
+    return f"direct chat with {peer} closed ({why})"
+
+
+def _ignorable(client: ChatClient, nick: str) -> str | None:
+    """Why ``nick`` cannot be ignored, or None if they can."""
+    key = nick_key(nick)
+    if key == nick_key(client.nick):
+        return "you cannot ignore yourself"
+    if not any(p.key == key for p in client.participants):
+        return f"nobody called {nick!r} is here"
+    return None
 
 
 async def execute(client: ChatClient, command: commands.Command, out: Output) -> None:
@@ -57,6 +80,9 @@ async def execute(client: ChatClient, command: commands.Command, out: Output) ->
             case commands.Who():
                 out.participants(client.participants)
             case commands.Ignore(nick=nick):
+                if (refusal := _ignorable(client, nick)) is not None:
+                    out.error(refusal)
+                    return
                 client.ignore(nick)
                 out.info(f"ignoring {nick}: broadcasts hidden, direct chats refused")
             case commands.Unignore(nick=nick):

@@ -33,7 +33,7 @@ from .events import (
     Registered,
     ServerError,
 )
-from .frontend import Output, execute
+from .frontend import Output, closed_text, execute
 from .protocol import Participant
 from .textsafe import printable
 
@@ -72,8 +72,8 @@ class PlainOutput:
                 )
             case ChatReceived(peer=peer, text=text):
                 self._line(f"[direct] <{printable(peer)}> {printable(text)}")
-            case ChatClosed(peer=peer, reason=reason):
-                self._line(f"*** direct chat with {printable(peer)} closed: {printable(reason)}")
+            case ChatClosed():
+                self._line(f"*** {closed_text(event)}")
             case ChatFailed(peer=peer, reason=reason, unsent=unsent):
                 lost = f" ({len(unsent)} message(s) not sent)" if unsent else ""
                 self._line(

@@ -127,6 +127,45 @@ async def test_local_errors_are_reported_not_fatal(programs: list[Program]) -> N
     assert status == 0
 
 
+async def test_closing_a_direct_chat_says_who_closed_it(programs: list[Program]) -> None:
+    _, port = await start_server(programs)
+    bob = await client(programs, port, "bob", "--plain")
+    await _plain_line(bob, "participant")
+    alice = await client(programs, port, "alice", "--plain")
+    await _plain_line(alice, "participant")
+    await alice.type("/msg bob hi")
+    await _plain_line(alice, "direct chat with bob open")
+    await _plain_line(bob, "<alice> hi")
+    await alice.type("/close bob")
+    assert (
+        (await _plain_line(alice, "closed"))
+        .rstrip("\n")
+        .endswith("*** direct chat with bob closed (you closed it)")
+    )
+    assert (
+        (await _plain_line(bob, "closed"))
+        .rstrip("\n")
+        .endswith("*** direct chat with alice closed (alice closed it)")
+    )
+    for p in (alice, bob):
+        status, _ = await p.finish()
+        assert status == 0
+
+
+async def test_ignore_refuses_yourself_and_strangers(programs: list[Program]) -> None:
+    _, port = await start_server(programs)
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered")
+    alice = await client(programs, port, "alice", "--json")
+    await alice.expect("participants")
+    await alice.type("/ignore ALICE", "/ignore zed", "/ignore Bob")
+    assert (await alice.expect("error"))["message"] == "you cannot ignore yourself"
+    assert (await alice.expect("error"))["message"] == "nobody called 'zed' is here"
+    assert (await alice.expect("info"))["message"].startswith("ignoring Bob:")
+    status, _ = await alice.finish()
+    assert status == 0
+
+
 async def test_exit_1_when_the_nickname_is_taken(programs: list[Program]) -> None:
     _, port = await start_server(programs)
     first = await client(programs, port, "alice", "--json")

@@ -224,6 +224,7 @@ async def test_help_lists_commands_and_keys(alice: ChatApp) -> None:
     async with alice.run_test(size=(120, 40)) as pilot:
         await pilot.press(*"/help", "enter")
         await until(pilot, lambda: "/msg NICK TEXT" in shown(alice) and "F4" in shown(alice))
+        assert "F1             show this help" in shown(alice)
 
 
 async def test_errors_are_shown_where_they_belong(alice: ChatApp) -> None:

@@ -54,7 +54,7 @@ def test_each_conversation_has_its_own_file(tmp_path: Path) -> None:
     assert (root / "direct" / "bob.log").read_text().splitlines()[1:] == [
         "2026-11-24 12:34:56 *** direct chat with Bob open",
         "2026-11-24 12:34:56 <Bob> psst",
-        "2026-11-24 12:34:56 *** direct chat closed: Bob closed the chat",
+        "2026-11-24 12:34:56 *** direct chat with Bob closed (Bob closed it)",
         "2026-11-24 12:34:56 <alice> hey",
     ]
 

@@ -37,7 +37,7 @@ from ..events import (
     Registered,
     ServerError,
 )
-from ..frontend import Output, execute
+from ..frontend import Output, closed_text, execute
 from ..protocol import Participant, nick_key
 from ..textsafe import printable
 from .widgets import CommandInput, Conversation, ParticipantList, StatusBar
@@ -53,6 +53,7 @@ Keys:
   F2             go to the participant list (Enter or a click opens a direct chat)
   Escape         back to the input line
   F4             close the current direct chat and its tab
+  F1             show this help
   Ctrl+Q         quit"""
 
 
@@ -179,11 +180,9 @@ class ChatApp(App[int]):
             case ChatReceived(peer=peer, text=text):
                 self.conversation(peer).message(peer, text)
                 self._mark_unread(peer, True)  # a direct message is always for you
-            case ChatClosed(peer=peer, reason=reason):
+            case ChatClosed(peer=peer):
                 if nick_key(peer) in self._logs:  # no tab to reopen if the user closed it
-                    self.conversation(peer).notice(
-                        f"*** direct chat closed: {printable(reason)}", "yellow"
-                    )
+                    self.conversation(peer).notice(f"*** {closed_text(event)}", "yellow")
                 self._refresh_people()
             case ChatFailed(peer=peer, reason=reason, unsent=unsent):
                 lost = f" ({len(unsent)} message(s) not sent)" if unsent else ""
