@@ -479,7 +479,9 @@ class ChatServer:
         A registered connection first gets what it is owed of the batch so
         far; any other skips the batch, which is not for it.
         """
-        if not conn.own:  # the callers see that a flush comes
+        # No flush is scheduled here: every caller that owes bytes schedules one, and
+        # close() writes at once; an entry left in _own is cleared by the next flush.
+        if not conn.own:
             conn.own = True
             self._own.append(conn)
         batch = self._batch
