@@ -87,6 +87,16 @@ class Disconnected:
 
 
 @dataclass(frozen=True, slots=True)
+class NickChanged:
+    """We are registered under a new nickname: the one asked for with ``change_nick``,
+    or ``NICK_`` (``NICK__``, ...) when ours was taken at a reconnect."""
+
+    old: str
+    new: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """Something the client itself tells the user, e.g. that one of its limits was reached."""
 
@@ -105,6 +115,7 @@ ClientEvent = (
     | ChatFailed
     | ServerError
     | Disconnected
+    | NickChanged
     | Notice
 )
 
@@ -140,6 +151,8 @@ def event_bytes(event: ClientEvent) -> int:
             held = size(event.text)
         case Disconnected():
             held = size(event.reason)
+        case NickChanged():
+            held = size(event.old) + size(event.new) + size(event.reason)
     return _EVENT_BYTES + held
 
 
