@@ -2,6 +2,9 @@
 
 The public API is re-exported here and loaded on first use, so that
 ``import p2pchat.protocol`` (the sans-IO codec) pulls in no asyncio.
+
+Throughout the package, "decision N" names the N-th of the numbered
+decisions in docs/PROTOCOL.md, section 6.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A hypothesis state machine drives several connections to a real ``ChatServer``
 (127.0.0.1, port 0, on an event loop in a thread of its own) with random
 sequences of valid and invalid messages, each sent in randomly split pieces,
 and with clean closes, half-closes, resets and reconnects. A model of the
-protocol (protocol-decisions.md) says which bytes every connection must
+protocol (docs/PROTOCOL.md) says which bytes every connection must
 receive next, and each step checks them exactly. After every step:
 
 - the server still accepts a connection and answers it;

@@ -2,7 +2,7 @@
 
 Each test writes bytes by hand and checks the exact bytes that come back.
 Test names start with the decision they cover (``test_d13_...`` is decision
-13 of protocol-decisions.md). The expected bytes are built here by hand, not
+13 of docs/PROTOCOL.md). The expected bytes are built here by hand, not
 with the codec's encoder; the codec's Decoder is only used to split what the
 server sends into messages.
 """

@@ -1,6 +1,6 @@
 """Table-driven tests of the pure protocol codec (p2pchat.protocol).
 
-Encoding must give exactly the canonical bytes (protocol-decisions.md 1-8, 10);
+Encoding must give exactly the canonical bytes (docs/PROTOCOL.md decisions 1-8 and 10);
 decoding must accept every reasonable variant, whether the bytes arrive whole,
 one at a time, or followed by the start of the next message (the style of
 h11's tests/test_io.py); errors carry the exact sentence sent back in an ERROR
