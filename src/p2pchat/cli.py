@@ -203,7 +203,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _net.run(lambda: _main(args, nick, ui))
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -32,7 +32,7 @@ async def test_our_server_passes_every_server_check(start_server) -> None:
 
 async def checker(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        PYTHON, "-m", "p2pchat.client", "check", *args,
+        PYTHON, "-m", "p2pchat", "check", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(60):
@@ -76,7 +76,7 @@ async def test_usage_errors_and_an_unreachable_server() -> None:
 
 
 async def test_our_client_passes_every_client_check() -> None:
-    command = f"{shlex.quote(PYTHON)} -m p2pchat.client --server {{server}} --nick {{nick}} --json"
+    command = f"{shlex.quote(PYTHON)} -m p2pchat --server {{server}} --nick {{nick}} --json"
     session = ClientSession(CommandDriver(command), "alice")
     results = await run_client_checks(session, client_checks.checks)
     assert results is not None
