@@ -33,7 +33,14 @@ loaded = sorted(
 print(json.dumps({{"loaded": loaded, "preloaded": sorted(set(watched) & before)}}))
 """
 
-UIS_AND_SERVER = ("textual", "p2pchat.cli", "p2pchat.linemode", "p2pchat.server")
+UIS_AND_SERVER = (
+    "textual",
+    "p2pchat.cli",
+    "p2pchat.linemode",
+    "p2pchat.typedlines",
+    "readline",
+    "p2pchat.server",
+)
 IO = ("asyncio", "socket", "selectors", "ssl")
 
 
