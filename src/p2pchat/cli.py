@@ -6,6 +6,9 @@ import argparse
 import contextlib
 import getpass
 import logging
+import os
+import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +30,31 @@ def _default_nick() -> str:
         return check_nick(name)
     except LocalProtocolError:
         return "guest"
+
+
+def join_command(
+    address: str,
+    *,
+    program: str | None = None,
+    search_path: str | None = None,
+    interpreter: str | None = None,
+) -> str:
+    """The command someone types to join a chat at ``address``, for showing when hosting.
+
+    ``p2pchat`` when the ``p2pchat`` found on PATH is this program; otherwise the path
+    that was run (``.venv/bin/p2pchat``), or ``PYTHON -m p2pchat`` for ``python -m``.
+    ``program``, ``search_path`` and ``interpreter`` default to this process's
+    ``sys.argv[0]``, ``$PATH`` and ``sys.executable``.
+    """
+    program = sys.argv[0] if program is None else program
+    tail = f"--server {shlex.quote(address)}"
+    if Path(program).name == "__main__.py":
+        return f"{shlex.quote(interpreter or sys.executable)} -m p2pchat {tail}"
+    on_path = shutil.which("p2pchat", path=search_path)
+    with contextlib.suppress(OSError):
+        if on_path is not None and os.path.samefile(on_path, program):
+            return f"p2pchat {tail}"
+    return f"{shlex.quote(program)} {tail}"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,7 +231,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _net.run(lambda: _main(args, nick, ui))
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

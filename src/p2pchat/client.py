@@ -1,7 +1,6 @@
 """The client library: register with a server, follow the participants, broadcast, chat directly.
 
-``ChatClient`` is what UIs and bots use; ``main`` starts the terminal client
-(``p2pchat`` / ``python -m p2pchat.client``), whose code lives in ``cli``.
+``ChatClient`` is what UIs and bots use; the ``p2pchat`` command lives in ``cli``.
 
     async with ChatClient("alice", "127.0.0.1", 7777) as client:
         await client.broadcast("hello")
@@ -16,8 +15,7 @@ import contextlib
 import logging
 import random
 import socket
-import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -63,7 +61,6 @@ __all__ = [
     "DirectChatError",
     "NotConnectedError",
     "RegistrationError",
-    "main",
 ]
 
 log = logging.getLogger("p2pchat.client")
@@ -473,13 +470,3 @@ class ChatClient:
             self._told_full = True
             log.warning("participant list: %s", text)
             self._events.put(Notice(text))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import main as cli_main  # the library stays importable without the UIs
-
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

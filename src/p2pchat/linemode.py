@@ -8,15 +8,12 @@ on stdout. Other people's text is escaped in plain mode and JSON-encoded
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import sys
-import threading
 import time
 from typing import Any
 
-from . import commands
+from . import commands, typedlines
 from .client import ChatClient
 from .events import (
     BroadcastReceived,
@@ -162,38 +159,6 @@ def _participant(p: Participant) -> dict[str, Any]:
     return {"nick": p.nick, "ip": p.ip, "udp_port": p.udp_port}
 
 
-def _stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str | None]:
-    """Lines from stdin, read on a thread (works for terminals, pipes and files alike).
-
-    The thread reads the file descriptor, not ``sys.stdin``: a daemon thread
-    blocked inside a buffered reader aborts the interpreter at exit.
-    """
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    def deliver(raw: bytes) -> None:
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        loop.call_soon_threadsafe(queue.put_nowait, line)
-
-    def read() -> None:
-        pending = b""
-        try:
-            fd = sys.stdin.fileno()
-            while chunk := os.read(fd, 65536):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for raw in lines:
-                    deliver(raw)
-        except (OSError, ValueError):
-            pass
-        if pending:
-            deliver(pending)
-        with contextlib.suppress(RuntimeError):  # the loop may be gone already
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    threading.Thread(target=read, name="stdin", daemon=True).start()
-    return queue
-
-
 async def run(client: ChatClient, out: Output) -> int:
     """Shows events and carries out typed commands until /quit or end of input."""
     loop = asyncio.get_running_loop()
@@ -203,7 +168,7 @@ async def run(client: ChatClient, out: Output) -> int:
             out.event(event)
 
     shower = loop.create_task(show_events())
-    lines = _stdin_lines(loop)
+    lines = typedlines.stdin_lines(loop, out.error)
     try:
         while True:
             line = await lines.get()

@@ -76,8 +76,6 @@ async def start_server(programs: list[Program], *extra: str, port: int = 0) -> t
 
 
 async def client(programs: list[Program], port: int, nick: str, *extra: str) -> Program:
-    p = await Program.start(
-        "p2pchat.client", "--server", f"127.0.0.1:{port}", "--nick", nick, *extra
-    )
+    p = await Program.start("p2pchat", "--server", f"127.0.0.1:{port}", "--nick", nick, *extra)
     programs.append(p)
     return p

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -13,10 +14,11 @@ from p2pchat.check.cli import run_client_checks, run_server_checks
 from p2pchat.check.client import ClientSession, CommandDriver
 from p2pchat.check.client import checks as client_checks
 from p2pchat.check.server import checks as server_checks
+from p2pchat.events import BroadcastReceived, PeerJoined, PeerLeft
 from p2pchat.server import ChatServer
 
 from ._programs import PYTHON
-from ._support import joined
+from ._support import collect, joined
 
 
 async def test_our_server_passes_every_server_check(start_server) -> None:
@@ -32,7 +34,7 @@ async def test_our_server_passes_every_server_check(start_server) -> None:
 
 async def checker(*args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        PYTHON, "-m", "p2pchat.client", "check", *args,
+        PYTHON, "-m", "p2pchat", "check", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(60):
@@ -76,7 +78,7 @@ async def test_usage_errors_and_an_unreachable_server() -> None:
 
 
 async def test_our_client_passes_every_client_check() -> None:
-    command = f"{shlex.quote(PYTHON)} -m p2pchat.client --server {{server}} --nick {{nick}} --json"
+    command = f"{shlex.quote(PYTHON)} -m p2pchat --server {{server}} --nick {{nick}} --json"
     session = ClientSession(CommandDriver(command), "alice")
     results = await run_client_checks(session, client_checks.checks)
     assert results is not None
@@ -127,7 +129,7 @@ async def test_checks_share_a_server_with_someone_who_talks(server: ChatServer) 
     talking = asyncio.create_task(talk())
     try:
         chosen = server_checks.select(["broadcast", "limit-flood", "leave-close"])
-        results = await run_server_checks("127.0.0.1", server.port, chosen)
+        results = await run_server_checks("127.0.0.1", server.port, chosen, force=True)
     finally:
         talking.cancel()
         await chatter.close()
@@ -144,3 +146,39 @@ async def test_bad_options_are_usage_errors() -> None:
     ):
         status, _, err = await checker(*args)
         assert status == 2 and "p2pchat check: error:" in err, err
+
+
+async def test_a_server_in_use_is_left_alone_unless_forced(server: ChatServer) -> None:
+    """Someone is chatting: the checker looks at the LIST with one probe participant, says so
+    in one line and exits 1, and the person in the chat sees that probe come and go, nothing
+    else. With --force the checks run."""
+    dana = await joined(server.port, "dana")
+    try:
+        status, out, err = await checker("server", f"127.0.0.1:{server.port}")
+        assert status == 1 and out == "", out
+        assert err.count("\n") == 1, err
+        assert err.startswith(
+            f"p2pchat check: 1 other participant is in the chat on 127.0.0.1:{server.port} (dana);"
+        ), err
+        assert err.endswith("add --force to run them anyway.\n"), err
+        # The server sends in one order: whatever the checker caused comes before this join.
+        marker = await joined(server.port, "marker")
+        seen = await collect(dana, PeerJoined)
+        while not (isinstance(seen[-1], PeerJoined) and seen[-1].participant.nick == "marker"):
+            seen += await collect(dana, PeerJoined)
+        await marker.close()
+        traffic = [e for e in seen if isinstance(e, PeerJoined | PeerLeft | BroadcastReceived)]
+        assert [type(e) for e in traffic] == [PeerJoined, PeerLeft, PeerJoined], traffic
+        assert traffic[0].participant.nick.startswith("probe")  # type: ignore[union-attr]
+
+        status, out, err = await checker(
+            "server", f"127.0.0.1:{server.port}", "--only", "broadcast-order", "--force"
+        )
+        assert status == 0 and re.search(r"^PASS +broadcast-order ", out, re.M), (out, err)
+        # The checks' own participants broadcast, then leave.
+        seen = await collect(dana, PeerLeft)
+        while seen[-1].participant.nick == "marker":  # type: ignore[union-attr]
+            seen += await collect(dana, PeerLeft)
+        assert any(isinstance(e, BroadcastReceived) for e in seen)
+    finally:
+        await dana.close()

@@ -205,7 +205,7 @@ async def test_exit_1_when_the_server_is_unreachable(programs: list[Program]) ->
 async def test_exit_2_on_usage_errors(
     programs: list[Program], args: list[str], reason: str
 ) -> None:
-    p = await Program.start("p2pchat.client", *args)
+    p = await Program.start("p2pchat", *args)
     programs.append(p)
     status, err = await p.finish()
     assert status == 2
@@ -222,9 +222,7 @@ async def test_server_usage_error_exits_2(programs: list[Program]) -> None:
 
 async def test_serve_hosts_and_others_join(programs: list[Program]) -> None:
     """--serve starts a server in the process, joins it and says where others can join."""
-    host = await Program.start(
-        "p2pchat.client", "--serve", "127.0.0.1:0", "--nick", "host", "--json"
-    )
+    host = await Program.start("p2pchat", "--serve", "127.0.0.1:0", "--nick", "host", "--json")
     programs.append(host)
     address = (await host.expect("hosting"))["address"]
     assert re.fullmatch(r"127\.0\.0\.1:\d+", address)
@@ -277,7 +275,7 @@ async def test_exit_1_with_the_reason_when_the_udp_port_is_taken(
 
 @pytest.mark.parametrize("server", [":7777", "[]:7777", ""])
 async def test_exit_2_when_the_server_has_no_host(programs: list[Program], server: str) -> None:
-    p = await Program.start("p2pchat.client", "--server", server, "--json")
+    p = await Program.start("p2pchat", "--server", server, "--json")
     programs.append(p)
     status, err = await p.finish()
     assert status == 2

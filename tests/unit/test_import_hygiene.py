@@ -33,7 +33,14 @@ loaded = sorted(
 print(json.dumps({{"loaded": loaded, "preloaded": sorted(set(watched) & before)}}))
 """
 
-UIS_AND_SERVER = ("textual", "p2pchat.cli", "p2pchat.linemode", "p2pchat.server")
+UIS_AND_SERVER = (
+    "textual",
+    "p2pchat.cli",
+    "p2pchat.linemode",
+    "p2pchat.typedlines",
+    "readline",
+    "p2pchat.server",
+)
 IO = ("asyncio", "socket", "selectors", "ssl")
 
 
@@ -55,7 +62,17 @@ def _loaded_by(module: str, watched: tuple[str, ...]) -> list[str]:
     return report["loaded"]
 
 
-@pytest.mark.parametrize("module", ["p2pchat.client", "p2pchat.protocol"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "p2pchat",
+        "p2pchat.client",
+        "p2pchat.direct",
+        "p2pchat.events",
+        "p2pchat.state",
+        "p2pchat.protocol",
+    ],
+)
 def test_library_does_not_load_the_uis_or_the_server(module: str) -> None:
     assert _loaded_by(module, UIS_AND_SERVER) == []
 
@@ -71,3 +88,10 @@ def test_the_probe_sees_what_is_loaded() -> None:
     # The probe itself works: the client does use asyncio and sockets.
     assert {"asyncio", "socket"} <= set(_loaded_by("p2pchat.client", IO))
     assert "p2pchat.cli" in _loaded_by("p2pchat.cli", UIS_AND_SERVER)
+
+
+def test_the_client_module_holds_no_command_line() -> None:
+    """The command line lives in p2pchat.cli alone: the library has no entry point of its own."""
+    import p2pchat.client
+
+    assert not hasattr(p2pchat.client, "main")

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from .. import _net
 from ..server import DEFAULT_PORT
+from ..textsafe import printable
 from ._core import C, Check, Registry, Result, Verdict, run_check
 from .client import ClientSession, CommandDriver, PersonDriver
 from .client import checks as client_checks
 from .report import line, list_checks, summary, write_junit
-from .server import ServerContext
+from .server import ServerContext, others_in_chat
 from .server import checks as server_checks
 
 PERSON_PATIENCE = 18  # a person gets 3 minutes where a program gets 10 s
@@ -30,7 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         "non-strict (an accepted variant) or fail. Exit status 0 when nothing failed.",
     )
     kinds = p.add_subparsers(dest="kind", required=True, metavar="{server,client}")
-    server = kinds.add_parser("server", help="check a running server, from outside")
+    server = kinds.add_parser(
+        "server",
+        help="check a running server, from outside",
+        description="Checks a running server over its own connections. The checks post "
+        "about a thousand broadcasts and dozens of joins and leaves, so a server that "
+        "others are using is left alone: one probe participant reads the LIST first, and "
+        "if anyone else is in the chat the checker says so and exits 1 (unless --force).",
+    )
     server.add_argument("address", nargs="?", metavar="HOST:PORT", help="the server to check")
     server.add_argument(
         "--register-timeout",
@@ -38,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="the server's registration timeout, for the slow check of it (default: 30)",
+    )
+    server.add_argument(
+        "--force",
+        action="store_true",
+        help="run the checks even when other participants are in the chat: they see every "
+        "test broadcast, join and leave",
     )
     client = kinds.add_parser(
         "client",
@@ -124,7 +138,7 @@ def _check_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error(str(error))
     results = _net.run(
         lambda: run_server_checks(
-            host or "127.0.0.1", port, chosen, args.register_timeout, args.patience
+            host or "127.0.0.1", port, chosen, args.register_timeout, args.patience, args.force
         )
     )
     return finish(results, args.junit, "p2pchat check server")
@@ -201,7 +215,10 @@ async def run_server_checks(
     chosen: list[Check[ServerContext]],
     register_timeout: float = 30.0,
     patience: float = 5.0,
+    force: bool = False,
 ) -> list[Result[ServerContext]] | None:
+    """Runs the checks, unless people other than the checker are in the chat (or ``force``);
+    None, after a line on stderr, when nothing was checked."""
     try:
         async with asyncio.timeout(5):
             _, writer = await asyncio.open_connection(host, port)
@@ -212,7 +229,13 @@ async def run_server_checks(
             file=sys.stderr,
         )
         return None
-    print(f"p2pchat check server {_net.format_host_port(host, port)}\n", flush=True)
+    address = _net.format_host_port(host, port)
+    if not force:
+        others = await others_in_chat(host, port, patience)
+        if others:
+            print(f"p2pchat check: {_in_use(others, address)}", file=sys.stderr)
+            return None
+    print(f"p2pchat check server {address}\n", flush=True)
     width = max(len(c.id) for c in chosen)
     results = []
     for check in chosen:
@@ -225,3 +248,16 @@ async def run_server_checks(
         print(line(result, width), flush=True)
     print()
     return results
+
+
+def _in_use(others: list[str], address: str) -> str:
+    """One line: who would see the checks' traffic, and how to go on anyway."""
+    names = ", ".join(printable(nick) for nick in others[:5])
+    if len(others) > 5:
+        names += f" and {len(others) - 5} more"
+    who = "1 other participant is" if len(others) == 1 else f"{len(others)} other participants are"
+    return (
+        f"{who} in the chat on {address} ({names}); the checks would send them about a "
+        "thousand test broadcasts and dozens of joins and leaves. Check a server of your own, "
+        "or add --force to run them anyway."
+    )

@@ -126,6 +126,24 @@ class ServerContext:
             await wire.close()
 
 
+async def others_in_chat(host: str, port: int, patience: float = 5.0) -> list[str] | None:
+    """The nicknames already in the chat, read from the LIST one probe participant gets
+    (the least a server allows: LIST needs a registration); None when no LIST came.
+
+    The people there see the probe join and leave, and nothing more.
+    """
+    ctx = ServerContext(host, port, Recorder(), patience=patience)
+    try:
+        probe = await ctx.register("probe")
+    except (Failed, OSError, TimeoutError):
+        return None
+    finally:
+        await ctx.aclose()
+    assert isinstance(probe.first_list.message, ParticipantList)  # register() saw to it
+    mine = nick_key(probe.nick)
+    return [p.nick for p in probe.first_list.message.participants if nick_key(p.nick) != mine]
+
+
 def ours(got: Received, members: list[Member]) -> list[Participant]:
     """The entries of a LIST that are our members, in the order given."""
     assert isinstance(got.message, ParticipantList)
