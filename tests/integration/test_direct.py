@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from p2pchat import state
-from p2pchat.client import ChatClient, ClientLimits, DirectChatError
+from p2pchat.client import ChatClient, ClientLimits, DirectChatError, InvalidInputError
 from p2pchat.events import (
     ChatClosed,
     ChatFailed,
@@ -66,7 +66,7 @@ async def test_direct_message_limit_is_counted_in_bytes(
     alice, bob = pair
     await alice.send_chat("bob", "é" * 32768)
     assert (await wait_event(bob, ChatReceived)).text == "é" * 32768
-    with pytest.raises(DirectChatError, match="message too long: 65537 bytes, limit 65536"):
+    with pytest.raises(InvalidInputError, match="message too long: 65537 bytes, limit 65536"):
         await alice.send_chat("bob", "é" * 32768 + "x")
     await alice.send_chat("bob", "still here")
     assert (await wait_event(bob, ChatReceived)).text == "still here"
@@ -421,7 +421,7 @@ async def test_text_that_cannot_be_encoded_is_refused_at_once(
 ) -> None:
     """A lone surrogate cannot travel as UTF-8: refused when sent, nothing queued."""
     alice, bob = pair
-    with pytest.raises(DirectChatError, match="lone surrogate"):
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
         await alice.send_chat("bob", "bad \ud800 text")
     assert alice.chat_state("bob") is None
     await alice.send_chat("bob", "good text")
