@@ -82,8 +82,8 @@ NICK_CHANGED_BY_YOU = "you changed it"
 
 
 def _server_decoder() -> Decoder:
-    """What a client accepts from its server: any LIST a full server sends (decision 10),
-    and any message the server's own limit lets through, up to the protocol's hard limit."""
+    """What a client accepts from its server: any LIST a full server sends
+    (docs/PROTOCOL.md decision 10), and any message the server's own limit lets through, up to the protocol's hard limit."""
     return Decoder(
         Role.CLIENT, max_message_bytes=LENGTH_HARD_LIMIT, max_line_bytes=MAX_LIST_LINE_BYTES
     )
@@ -341,7 +341,8 @@ class ChatClient:
         go_on: Callable[[str], bool] = lambda _text: False,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Participant, str | None]:
         """Connects and REGISTERs under each of ``nicks`` in turn, on one connection
-        (decision 11), while the server refuses one with an ERROR ``go_on`` accepts.
+        (docs/PROTOCOL.md decision 11), while the server refuses one with an ERROR
+        that ``go_on`` accepts.
         Returns the connection, ourselves as registered, and the first refusal.
         ``reason`` goes into the NickChanged event should the nickname change
         (by default: whether the nickname we want was taken)."""
@@ -406,7 +407,8 @@ class ChatClient:
         raise ConnectError("the server closed the connection during registration")
 
     async def _bind_udp(self, local_ip: str) -> Participant:
-        """Binds the UDP socket on the address we register, so INITs leave from it (decision 19)."""
+        """Binds the UDP socket on the address we register, so INITs leave from it
+        (docs/PROTOCOL.md decision 19)."""
         wanted_ip, udp_port = self.config.ip, self.config.udp_port
         ip = wanted_ip if wanted_ip and not is_unspecified(wanted_ip) else local_ip
         loop = asyncio.get_running_loop()
@@ -434,7 +436,7 @@ class ChatClient:
         """Leaves the server for a new registration: half-closes the connection and waits
         until the server closes its side. Our server takes us off its list before it
         closes, so from then on our nickname and our UDP address are free again
-        (decision 21 allows one participant per address)."""
+        (docs/PROTOCOL.md decision 21 allows one participant per address)."""
         with contextlib.suppress(OSError):
             if writer.can_write_eof():
                 writer.write_eof()

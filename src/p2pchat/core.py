@@ -133,7 +133,8 @@ class ClientConfig:
     # The address to register; None registers the one we reach the server from.
     ip: str | None = None
     udp_port: int = 0  # 0: any free port
-    accept_direct: bool = True  # false refuses every incoming direct chat (decision 25)
+    # False refuses every incoming direct chat (docs/PROTOCOL.md decision 25).
+    accept_direct: bool = True
     reconnect: bool = True
     # Seconds to connect to the server, and for it to answer REGISTER.
     server_timeout: float = 10.0
@@ -176,7 +177,7 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class SendDatagram:
-    """Send this INIT or ACK from the registered UDP socket (decision 19)."""
+    """Send this INIT or ACK from the registered UDP socket (docs/PROTOCOL.md decision 19)."""
 
     data: bytes
     to: tuple[str, int]
@@ -191,7 +192,7 @@ class Listen:
 
 @dataclass(frozen=True, slots=True)
 class StopListening:
-    """Close this chat's listener: its one connection has come (decision 22)."""
+    """Close this chat's listener: its one connection has come (docs/PROTOCOL.md decision 22)."""
 
     chat: Handshake
 
@@ -269,7 +270,7 @@ def ignored_reason(nick: str) -> str:
 
 class DirectCore:
     """Every direct chat of one client, its handshakes and the texts waiting for them
-    (docs/PROTOCOL.md section 3.2, decisions 19 to 25).
+    (docs/PROTOCOL.md section 3.2, docs/PROTOCOL.md decisions 19 to 25).
 
     A text sent while the chat is being opened waits here: it goes out once when
     the chat opens (``OpenSession.frames``), or is reported once in the
@@ -288,7 +289,7 @@ class DirectCore:
     ) -> None:
         self._me = nick_key(nick)
         self._peers = peers
-        self._refuses = refuses  # incoming chats refused (decision 25)
+        self._refuses = refuses  # incoming chats refused (docs/PROTOCOL.md decision 25)
         self._ignores = ignores  # peers the user ignores: no chat either way
         self.limits = limits
         self._max = max_message_bytes
@@ -331,8 +332,8 @@ class DirectCore:
     # -- the user
 
     def request(self, nick: str, now: float) -> list[DirectAction]:
-        """The user asks for a chat: reuses the live one (decision 24) or starts one;
-        DirectChatError when it cannot be asked for."""
+        """The user asks for a chat: reuses the live one (docs/PROTOCOL.md decision 24)
+        or starts one; DirectChatError when it cannot be asked for."""
         hs = self.get(nick)
         if hs is not None:
             return [Settle(hs.peer.key, None)] if hs.state is ChatState.OPEN else []
@@ -381,8 +382,8 @@ class DirectCore:
     # -- the server
 
     def peer_left(self, participant: Participant, now: float) -> list[DirectAction]:
-        """A participant left the server: an open chat goes on (decision 23), a pending
-        request ends, since the peer will come back, if at all, at another address.
+        """A participant left the server: an open chat goes on (docs/PROTOCOL.md
+        decision 23), a pending request ends, since the peer will come back, if at all, at another address.
         A request we answered and are connecting for goes on too: the peer may have
         taken our connection and written its messages before leaving (a /msg, then
         end of input), and its LEAVE can overtake our side of the connect. The
@@ -404,7 +405,8 @@ class DirectCore:
     # -- the network
 
     def listening(self, hs: Handshake, port: int, now: float) -> list[DirectAction]:
-        """Our listener for ``hs`` is open on ``port``: send the INIT (decision 19)."""
+        """Our listener for ``hs`` is open on ``port``: send the INIT
+        (docs/PROTOCOL.md decision 19)."""
         if not hs.pending:  # ended meanwhile
             return [Release(hs)]
         self._ports[hs] = port
@@ -416,7 +418,7 @@ class DirectCore:
         return self._end(hs, f"cannot listen for {hs.peer.nick}: {error}", now, failed=True)
 
     def timer(self, hs: Handshake, now: float) -> list[DirectAction]:
-        """The chat's timer fired: resend the INIT or give up (decision 20)."""
+        """The chat's timer fired: resend the INIT or give up (docs/PROTOCOL.md decision 20)."""
         before = hs.state
         match hs.handle_timer(now):
             case TimerAction.RESEND_INIT:
@@ -442,7 +444,8 @@ class DirectCore:
         INIT is then turned away."""
         if isinstance(message, Ack):
             hs = self._chats.by_secret(message.secret)
-            # Decision 22: an ACK with an unknown secret, or for a chat that ended, is ignored.
+            # An ACK with an unknown secret, or for a chat that ended, is ignored
+            # (docs/PROTOCOL.md decision 22).
             if hs is None or not hs.accepts(ChatEvent.ACK):
                 log.debug("ignoring ACK with an unknown secret from %s:%d", ip, port)
                 return []
@@ -454,7 +457,7 @@ class DirectCore:
         self, init: Init, ip: str, port: int, now: float, has_room: bool
     ) -> list[DirectAction]:
         found = self._peers.by_address(ip, port)
-        if not found:  # decision 21: only from a participant's registered address
+        if not found:  # docs/PROTOCOL.md decision 21: only from a participant's registered address
             log.info("ignoring INIT from %s:%d: not a participant", ip, port)
             return []
         if len(found) > 1:
@@ -489,7 +492,7 @@ class DirectCore:
         hs, replaced = self._chats.accept(peer, init.secret, now)
         if replaced is not None:
             # Crossed INITs we lost, or the peer restarted: the new request wins, and
-            # takes over the texts waiting for the old one (decision 24).
+            # takes over the texts waiting for the old one (docs/PROTOCOL.md decision 24).
             actions += self._end(
                 replaced,
                 f"replaced by a new request from {peer.nick}",
@@ -502,8 +505,9 @@ class DirectCore:
 
     def connection(self, hs: Handshake, ip: str, now: float) -> list[DirectAction]:
         """A connection from ``ip`` reached our listener for ``hs``; it is taken when
-        the actions hold an ``OpenSession``, and refused otherwise (decision 22: only the
-        peer's IP, only the first connection, only while the request is pending)."""
+        the actions hold an ``OpenSession``, and refused otherwise: only the peer's IP,
+        only the first connection, only while the request is pending
+        (docs/PROTOCOL.md decision 22)."""
         if canonical_ip(ip) != hs.peer.ip or not hs.pending:
             return []
         return [StopListening(hs), *self._opened(hs, now)]
@@ -618,7 +622,7 @@ def nick_taken(error: str) -> bool:
 
 def fallback_nick(wanted: str, n: int) -> str:
     """The n-th alternative to ``wanted`` (1 first): ``NICK_``, ``NICK__``, ... trimmed
-    so that it stays within the 32 characters a nickname may have (decision 5)."""
+    so that it stays within the 32 characters a nickname may have (docs/PROTOCOL.md decision 5)."""
     return wanted[: NICK_MAX_CHARS - n] + "_" * n
 
 
@@ -644,7 +648,7 @@ class ClientCore:
     # -- ignoring
 
     def refuses(self, peer: Participant) -> bool:
-        """Whether direct chats with ``peer`` are refused (decision 25)."""
+        """Whether direct chats with ``peer`` are refused (docs/PROTOCOL.md decision 25)."""
         return not self.accept_direct or peer.key in self._ignored
 
     def ignores(self, peer: Participant) -> bool:
@@ -674,8 +678,8 @@ class ClientCore:
         return (self.me, *others) if self.me is not None else others
 
     def candidates(self, *, fallback: bool) -> list[str]:
-        """The nicknames to REGISTER with, in order, on one connection (decision 11):
-        the wanted one, then, at a reconnect, NICK_, NICK__, ..."""
+        """The nicknames to REGISTER with, in order, on one connection (docs/PROTOCOL.md
+        decision 11): the wanted one, then, at a reconnect, NICK_, NICK__, ..."""
         nicks = [self.wanted]
         if fallback:
             nicks += [fallback_nick(self.wanted, n) for n in range(1, FALLBACK_TRIES + 1)]

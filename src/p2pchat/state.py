@@ -420,7 +420,7 @@ class DirectChats:
         return self._by_peer.get(nick_key(nick))
 
     def rename(self, my_nick: str) -> None:
-        """Crossing INITs are settled by the nickname we hold now (decision 24)."""
+        """Crossing INITs are settled by the nickname we hold now (docs/PROTOCOL.md decision 24)."""
         self._me = nick_key(my_nick)
 
     def by_secret(self, secret: str) -> Handshake | None:
