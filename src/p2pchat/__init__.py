@@ -16,21 +16,27 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "ChatClient": "p2pchat.client",
-    "ClientLimits": "p2pchat.client",
-    "ConnectError": "p2pchat.client",
-    "RegistrationError": "p2pchat.client",
-    "NotConnectedError": "p2pchat.client",
-    "DirectChatError": "p2pchat.direct",
+    "ClientConfig": "p2pchat.core",
+    "ClientLimits": "p2pchat.core",
+    "ChatError": "p2pchat.errors",
+    "ConnectError": "p2pchat.errors",
+    "DirectChatError": "p2pchat.errors",
+    "InvalidInputError": "p2pchat.errors",
+    "NotConnectedError": "p2pchat.errors",
+    "RegistrationError": "p2pchat.errors",
     "ChatServer": "p2pchat.server",
     "ServerConfig": "p2pchat.server",
 }
 
 __all__ = [
     "ChatClient",
+    "ChatError",
     "ChatServer",
+    "ClientConfig",
     "ClientLimits",
     "ConnectError",
     "DirectChatError",
+    "InvalidInputError",
     "NotConnectedError",
     "RegistrationError",
     "ServerConfig",
@@ -38,14 +44,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .client import (
-        ChatClient,
-        ClientLimits,
+    from .client import ChatClient
+    from .core import ClientConfig, ClientLimits
+    from .errors import (
+        ChatError,
         ConnectError,
+        DirectChatError,
+        InvalidInputError,
         NotConnectedError,
         RegistrationError,
     )
-    from .direct import DirectChatError
     from .server import ChatServer, ServerConfig
 
 

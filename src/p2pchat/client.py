@@ -1,6 +1,8 @@
 """The client library: register with a server, follow the participants, broadcast, chat directly.
 
 ``ChatClient`` is what UIs and bots use; the ``p2pchat`` command lives in ``cli``.
+The rules live in ``core``; this module moves the server connection's bytes
+and keeps time.
 
     async with ChatClient("alice", "127.0.0.1", 7777) as client:
         await client.broadcast("hello")
@@ -12,139 +14,90 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 
 from . import _net
-from .direct import DirectChatError, DirectChatManager
-from .events import (
-    BroadcastReceived,
-    ClientEvent,
-    Disconnected,
-    EventQueue,
-    Notice,
-    ParticipantsListed,
-    PeerJoined,
-    PeerLeft,
-    Registered,
-    ServerError,
+from .core import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ClientConfig,
+    ClientCore,
+    ClientLimits,
+    DirectAction,
+    nick_taken,
 )
+from .direct import DirectChatManager
+from .errors import (
+    ChatError,
+    ConnectError,
+    DirectChatError,
+    InvalidInputError,
+    NotConnectedError,
+    RegistrationError,
+)
+from .events import ClientEvent, EventQueue
 from .protocol import (
     LENGTH_HARD_LIMIT,
     MAX_LIST_LINE_BYTES,
-    Action,
     Broadcast,
     Decoder,
     Error,
     ListRequest,
+    LocalProtocolError,
     Participant,
     ParticipantList,
     Register,
     RemoteProtocolError,
     Role,
-    Update,
     canonical_ip,
     check_nick,
     is_unspecified,
-    nick_key,
 )
-from .state import ChatState, PeerTable, PeerTableFull
+from .state import ChatState
 
 __all__ = [
     "ChatClient",
+    "ChatError",
+    "ClientConfig",
     "ClientLimits",
     "ConnectError",
     "DirectChatError",
+    "InvalidInputError",
     "NotConnectedError",
     "RegistrationError",
 ]
 
 log = logging.getLogger("p2pchat.client")
 
-DEFAULT_SERVER = ("127.0.0.1", 7777)
-SERVER_TIMEOUT = 10.0  # to connect to the server, and for it to answer REGISTER
-# The n-th attempt waits a random time up to the n-th cap (then up to 30 s each time):
-# after a server restart its clients come back spread out, not all at one instant.
-RECONNECT_CAPS = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
-
-
-@dataclass(frozen=True, slots=True)
-class ClientLimits:
-    """The most a client holds, whatever its server and peers send. Past each limit the
-    offending message or chat is refused with a reason the user sees; the client goes on."""
-
-    # Other participants held: the server's --max-clients default. A JOIN past it is
-    # not taken (no event, no direct chat), and the user is told once per connection.
-    max_participants: int = 10_000
-    # Direct chats pending or open at once. Each holds a socket (a listener while
-    # pending) and up to one unfinished message: 256 keep a client's descriptors
-    # well under the usual limit of 1024, and are more than anyone talks in at once.
-    # Past it, an INIT gets no ACK (chat_failed tells the user, once per peer while
-    # full) and asking for one more chat is refused.
-    max_direct_chats: int = 256
-    # Bytes of unfinished CHAT frames held across all direct chats. A chat holds at
-    # most one, of up to 1 MiB (the protocol's hard limit: what any peer may send);
-    # 16 of the largest may be under way at once, instead of 256 MiB held for 256
-    # peers that stall. The chat whose bytes would go past is closed, with the reason.
-    max_unfinished_bytes: int = 16 << 20
-    # Seconds a peer has to finish a CHAT frame it started; then the chat is closed.
-    # 1 MiB in 10 s is 100 KB/s, slower than any link a chat runs on. Time the client
-    # spends waiting for its user to take events does not count.
-    frame_timeout: float = 10.0
-    # Seconds a peer may take none of what we send before the chat is closed.
-    stall_timeout: float = 10.0
-    # Events the user has not taken yet, counted and in bytes (about what they hold in
-    # memory). Past either, the client stops reading its server and its direct chats
-    # until the user has taken half: back-pressure rather than loss (EventQueue).
-    # 10,000 is a long way behind for a UI; 64 MiB holds 64 of the largest
-    # broadcasts a server may forward, or a thousand of the usual 64 KiB ones.
-    max_unread_events: int = 10_000
-    max_unread_bytes: int = 64 << 20
-
-    def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-
-
-def reconnect_delay(attempt: int, rng: random.Random) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (0 first): full jitter,
-    uniform from 0 up to that attempt's cap."""
-    return RECONNECT_CAPS[min(attempt, len(RECONNECT_CAPS) - 1)] * rng.random()
+# The NickChanged reason when the user asked for the new nickname.
+NICK_CHANGED_BY_YOU = "you changed it"
 
 
 def _server_decoder() -> Decoder:
-    """What a client accepts from its server: any LIST a full server sends (decision 10),
-    and any message the server's own limit lets through, up to the protocol's hard limit."""
+    """What a client accepts from its server: any LIST a full server sends
+    (docs/PROTOCOL.md decision 10), and any message the server's own limit lets through, up to the protocol's hard limit."""
     return Decoder(
         Role.CLIENT, max_message_bytes=LENGTH_HARD_LIMIT, max_line_bytes=MAX_LIST_LINE_BYTES
     )
 
 
-class ConnectError(Exception):
-    """The server could not be reached."""
-
-
-class RegistrationError(Exception):
-    """The server refused our REGISTER; the text is its ERROR."""
-
-
-class NotConnectedError(Exception):
-    """The server connection is down (a reconnect may be under way)."""
-
-
 class ChatClient:
-    """One participant: a server connection, a UDP socket for handshakes, and direct chats."""
+    """One participant: a server connection, a UDP socket for handshakes, and direct chats.
+
+    It can be built anywhere; it needs a running event loop from ``connect`` on.
+    Every failure it reports to its caller is a ``ChatError``.
+    """
 
     def __init__(
         self,
         nick: str,
-        host: str = DEFAULT_SERVER[0],
-        port: int = DEFAULT_SERVER[1],
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
         *,
         ip: str | None = None,
         udp_port: int = 0,
@@ -153,35 +106,45 @@ class ChatClient:
         rng: random.Random | None = None,
         limits: ClientLimits | None = None,
     ) -> None:
-        """``rng`` draws the reconnect delays (a seeded one makes them repeatable)."""
-        self.limits = limits or ClientLimits()
-        self.nick = check_nick(nick)
-        self._key = nick_key(nick)
-        self.host = host
-        self.port = port
-        self._ip = canonical_ip(ip) if ip else None
-        self._udp_port = udp_port
-        self.accept_direct = accept_direct
-        self._reconnect = reconnect
-        self._rng = rng or random.Random()
-        self._peers = PeerTable(nick, limit=self.limits.max_participants)
-        self._told_full = False  # the user knows the participant table is full
-        self._ignored: set[str] = set()
+        """``rng`` draws the reconnect delays (a seeded one makes them repeatable);
+        InvalidInputError for a nickname or address the protocol cannot carry."""
+        config = ClientConfig(
+            nick,
+            host,
+            port,
+            ip=ip,
+            udp_port=udp_port,
+            accept_direct=accept_direct,
+            reconnect=reconnect,
+            limits=limits or ClientLimits(),
+        )
+        self._setup(config, rng)
+
+    @classmethod
+    def from_config(cls, config: ClientConfig, *, rng: random.Random | None = None) -> ChatClient:
+        client = cls.__new__(cls)
+        client._setup(config, rng)
+        return client
+
+    def _setup(self, config: ClientConfig, rng: random.Random | None) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.host = config.host
+        self.port = config.port
+        self._core = ClientCore(config, rng)
         self._events = EventQueue(self.limits.max_unread_events, self.limits.max_unread_bytes)
-        self._me: Participant | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
-        self._direct = DirectChatManager(
-            nick, self._peers, self._events, self._refuses, limits=self.limits
-        )
+        self._renaming = False  # change_nick has left the server and registers again
+        self._direct = DirectChatManager(self._core.direct, self._events, self.limits)
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def connect(self) -> Participant:
         """Connects and registers; raises ConnectError or RegistrationError."""
-        reader, writer, me = await self._establish()
+        reader, writer, me, _ = await self._establish([self._core.wanted])
         self._start_reading(reader, writer)
         return me
 
@@ -214,9 +177,27 @@ class ChatClient:
     # -- what the user sees --------------------------------------------------------
 
     @property
+    def nick(self) -> str:
+        """The nickname we are registered under (or will register under)."""
+        return self._core.nick
+
+    @property
+    def wanted_nick(self) -> str:
+        """The nickname the user chose: ``nick`` differs while it was taken at a reconnect."""
+        return self._core.wanted
+
+    @property
+    def accept_direct(self) -> bool:
+        return self._core.accept_direct
+
+    @accept_direct.setter
+    def accept_direct(self, value: bool) -> None:
+        self._core.accept_direct = value
+
+    @property
     def me(self) -> Participant | None:
         """Ourselves as registered, or None before the first registration."""
-        return self._me
+        return self._core.me
 
     @property
     def connected(self) -> bool:
@@ -225,8 +206,7 @@ class ChatClient:
     @property
     def participants(self) -> tuple[Participant, ...]:
         """Everyone registered, ourselves first."""
-        others = tuple(self._peers)
-        return (self._me, *others) if self._me is not None else others
+        return self._core.participants()
 
     @property
     def unread_events(self) -> int:
@@ -252,22 +232,62 @@ class ChatClient:
     # -- group chat ------------------------------------------------------------------
 
     async def broadcast(self, text: str) -> None:
-        await self._send(Broadcast(self.nick, text).encode())
+        """Sends ``text`` to everyone; InvalidInputError if the protocol cannot carry it."""
+        try:
+            data = Broadcast(self.nick, text).encode()
+        except LocalProtocolError as error:
+            raise InvalidInputError(str(error)) from None
+        await self._send(data)
 
     async def refresh_participants(self) -> None:
         """Asks the server for a fresh LIST; a ParticipantsListed event follows."""
         await self._send(ListRequest().encode())
 
     def ignore(self, nick: str) -> None:
-        """Hides ``nick``'s broadcasts and refuses direct chats from them."""
-        self._ignored.add(nick_key(nick))
+        """Hides ``nick``'s broadcasts and refuses direct chats from them; a direct chat
+        pending or open with them ends ("you ignored NICK"), so nothing more from them
+        reaches the user."""
+        self._direct.apply(self._core.ignore(nick, self._direct.now))
 
     def unignore(self, nick: str) -> None:
-        self._ignored.discard(nick_key(nick))
+        self._core.unignore(nick)
 
     @property
     def ignored(self) -> frozenset[str]:
-        return frozenset(self._ignored)
+        return self._core.ignored
+
+    async def change_nick(self, nick: str) -> None:
+        """Registers again under ``nick``, keeping the UDP socket and the direct chats
+        (docs/PROTOCOL.md decision 23): the others see us leave and join. If the server
+        refuses ``nick``, we register again under the nickname we had, and
+        RegistrationError says why; InvalidInputError for a nickname the protocol
+        cannot carry, NotConnectedError while the server connection is down."""
+        try:
+            new = check_nick(nick)
+        except LocalProtocolError as error:
+            raise InvalidInputError(str(error)) from None
+        writer, task = self._writer, self._reader_task
+        if writer is None or task is None or self._renaming:
+            raise NotConnectedError("not connected to the server")
+        old = self.nick
+        if new == old:
+            return
+        self._renaming = True
+        try:
+            await self._leave(writer, task)
+            try:
+                reader, writer, me, refusal = await self._establish(
+                    [new, old], NICK_CHANGED_BY_YOU, go_on=lambda _text: True
+                )
+            except ChatError as error:
+                self._reconnect_after(str(error))
+                raise
+        finally:
+            self._renaming = False
+        self._start_reading(reader, writer)
+        if me.nick != new:
+            raise RegistrationError(refusal or f"'{new}' was refused")
+        self._core.wanted = new
 
     # -- direct chats ------------------------------------------------------------------
 
@@ -280,7 +300,8 @@ class ChatClient:
         self._direct.start(nick)
 
     async def send_chat(self, nick: str, text: str) -> None:
-        """Sends a direct message; if no chat is open one is opened and the text waits for it."""
+        """Sends a direct message; if no chat is open one is opened and the text waits for it.
+        InvalidInputError if the text cannot be sent, DirectChatError if the chat cannot."""
         await self._direct.send(nick, text)
 
     def close_chat(self, nick: str) -> bool:
@@ -297,58 +318,85 @@ class ChatClient:
 
     # -- internals: connection and registration ------------------------------------
 
-    def _refuses(self, peer: Participant) -> bool:
-        return not self.accept_direct or peer.key in self._ignored
+    def _emit(self, actions: Sequence[DirectAction]) -> None:
+        self._direct.apply(list(actions))
 
     async def _send(self, data: bytes) -> None:
         writer = self._writer
         if writer is None:
             raise NotConnectedError("not connected to the server")
-        writer.write(data)
-        await writer.drain()
-
-    async def _establish(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Participant]:
         try:
-            async with asyncio.timeout(SERVER_TIMEOUT):
+            writer.write(data)
+            await writer.drain()
+        except OSError as error:
+            raise NotConnectedError(f"connection to the server lost: {error}") from None
+
+    async def _establish(
+        self,
+        nicks: Sequence[str],
+        reason: str | None = None,
+        go_on: Callable[[str], bool] = lambda _text: False,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, Participant, str | None]:
+        """Connects and REGISTERs under each of ``nicks`` in turn, on one connection
+        (docs/PROTOCOL.md decision 11), while the server refuses one with an ERROR
+        that ``go_on`` accepts.
+        Returns the connection, ourselves as registered, and the first refusal.
+        ``reason`` goes into the NickChanged event should the nickname change
+        (by default: whether the nickname we want was taken)."""
+        timeout = self.config.server_timeout
+        refusal: str | None = None
+        try:
+            async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as error:
             why = (error.strerror or str(error)) if isinstance(error, OSError) else "timed out"
             raise ConnectError(f"cannot connect to {self.host}:{self.port}: {why}") from None
+        first = self.me is None
         try:
-            me = self._me or await self._bind_udp(
+            address = self.me or await self._bind_udp(
                 canonical_ip(writer.get_extra_info("sockname")[0])
             )
-            writer.write(Register(me).encode())
-            await writer.drain()
             decoder = _server_decoder()
-            async with asyncio.timeout(SERVER_TIMEOUT):
-                listing = await self._await_registration(reader, decoder)
+            for i, nick in enumerate(nicks):
+                me = dataclasses.replace(address, nick=nick)
+                writer.write(Register(me).encode())
+                await writer.drain()
+                async with asyncio.timeout(timeout):
+                    answer = await self._await_registration(reader, decoder)
+                if isinstance(answer, ParticipantList):
+                    listing = answer
+                    break
+                refusal = refusal or answer
+                if i + 1 == len(nicks) or not go_on(answer):
+                    raise RegistrationError(answer)
         except (OSError, TimeoutError, RegistrationError, ConnectError) as error:
             writer.close()
-            if self._me is None:  # a first attempt binds the UDP socket: free it for the next
+            if first:  # a first attempt binds the UDP socket: free it for the next
                 self._direct.detach_udp()
             if isinstance(error, RegistrationError | ConnectError):
                 raise
             raise ConnectError(
                 f"registration failed: {error or 'no answer from the server'}"
             ) from None
-        self._me = me
         self._writer = writer
         self._decoder = decoder
-        self._told_full = False
-        self._events.put(Registered(me))
-        self._take_list(listing.participants)
-        return reader, writer, me
+        if reason is None:
+            wanted = self._core.wanted
+            taken = me.nick != wanted
+            reason = f"'{wanted}' was taken" if taken else f"'{wanted}' is free again"
+        self._emit(self._core.registered(me, listing.participants, reason))
+        return reader, writer, me, refusal
 
     async def _await_registration(
         self, reader: asyncio.StreamReader, decoder: Decoder
-    ) -> ParticipantList:
+    ) -> ParticipantList | str:
+        """The server's LIST, or the text of its ERROR."""
         async for event in _net.read_messages(reader, decoder):
             match event:
                 case ParticipantList():
                     return event
                 case Error(text=text):
-                    raise RegistrationError(text)
+                    return text
                 case RemoteProtocolError():
                     raise ConnectError(f"the server sent garbage: {event}")
                 case _:  # e.g. an UPDATE about ourselves from some servers
@@ -356,8 +404,10 @@ class ChatClient:
         raise ConnectError("the server closed the connection during registration")
 
     async def _bind_udp(self, local_ip: str) -> Participant:
-        """Binds the UDP socket on the address we register, so INITs leave from it (decision 19)."""
-        ip = self._ip if self._ip and not is_unspecified(self._ip) else local_ip
+        """Binds the UDP socket on the address we register, so INITs leave from it
+        (docs/PROTOCOL.md decision 19)."""
+        wanted_ip, udp_port = self.config.ip, self.config.udp_port
+        ip = wanted_ip if wanted_ip and not is_unspecified(wanted_ip) else local_ip
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in ip else socket.AF_INET
         # One wildcard of the right family: a bare None would bind IPv4 and IPv6
@@ -365,19 +415,36 @@ class ChatClient:
         wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
         bind_ip: str | None = ip
         try:
-            sock = _net.bound_udp_socket(ip, self._udp_port, family)
+            sock = _net.bound_udp_socket(ip, udp_port, family)
         except OSError:
             # The advertised address is not one of ours (e.g. behind NAT): listen everywhere.
             bind_ip = None
             try:
-                sock = _net.bound_udp_socket(wildcard, self._udp_port, family)
+                sock = _net.bound_udp_socket(wildcard, udp_port, family)
             except OSError as error:
                 raise ConnectError(
-                    f"cannot bind UDP port {self._udp_port}: {error.strerror or error}"
+                    f"cannot bind UDP port {udp_port}: {error.strerror or error}"
                 ) from None
         transport, _ = await loop.create_datagram_endpoint(self._direct.udp_protocol, sock=sock)
         self._direct.attach_udp(transport, bind_ip, bind_ip or wildcard)
         return Participant(self.nick, ip, transport.get_extra_info("sockname")[1])
+
+    async def _leave(self, writer: asyncio.StreamWriter, task: asyncio.Task[None]) -> None:
+        """Leaves the server for a new registration: half-closes the connection and waits
+        until the server closes its side. Our server takes us off its list before it
+        closes, so from then on our nickname and our UDP address are free again
+        (docs/PROTOCOL.md decision 21 allows one participant per address)."""
+        with contextlib.suppress(OSError):
+            if writer.can_write_eof():
+                writer.write_eof()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.server_timeout):
+                await asyncio.shield(task)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        writer.close()
+        self._writer = None
 
     # -- internals: the server connection -------------------------------------------
 
@@ -386,6 +453,16 @@ class ChatClient:
             self._read_server(reader, writer)
         )
 
+    def _reconnect_after(self, reason: str) -> None:
+        """The server connection is down outside the reading task (a failed change_nick)."""
+
+        async def reconnect() -> None:
+            got = await self._reconnect(reason)
+            if got is not None:
+                await self._read_server(*got)
+
+        self._reader_task = asyncio.get_running_loop().create_task(reconnect())
+
     async def _read_server(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
@@ -393,35 +470,48 @@ class ChatClient:
             reason = await self._read_until_lost(reader)
             writer.close()
             self._writer = None
-            if self._closing:
+            if self._closing or self._renaming:
                 return
             log.info("server connection lost: %s", reason)
-            if not self._reconnect:
-                self._events.put(Disconnected(reason, None))
+            got = await self._reconnect(reason)
+            if got is None:
                 return
-            attempt = 0
-            while True:
-                delay = reconnect_delay(attempt, self._rng)
-                self._events.put(Disconnected(reason, delay))
-                await asyncio.sleep(delay)
-                attempt += 1
-                try:
-                    reader, writer, _ = await self._establish()
-                    break
-                except (ConnectError, RegistrationError) as error:
-                    reason = str(error)
+            reader, writer = got
+
+    async def _reconnect(
+        self, reason: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """Tries the server again on the core's schedule until it takes us back, under
+        the nickname we want or, while that is taken, NICK_, NICK__, ... (None: the
+        client does not reconnect)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            when, actions = self._core.lost(reason, loop.time())
+            self._emit(actions)
+            if when is None:
+                return None
+            await asyncio.sleep(max(0.0, when - loop.time()))
+            try:
+                reader, writer, _, _ = await self._establish(
+                    self._core.candidates(fallback=True), go_on=nick_taken
+                )
+            except ChatError as error:
+                reason = str(error)
+                continue
+            return reader, writer
 
     async def _read_until_lost(self, reader: asyncio.StreamReader) -> str:
         # A user far behind on events holds reading back (EventQueue.room), before each
         # read and before each event, so the queue never goes past its limits by more
         # than one event.
         events = self._events
+        loop = asyncio.get_running_loop()
         try:
             async for event in _net.read_messages(reader, self._decoder, events.room):
                 if not events.has_room:
                     await events.room()
                 if not isinstance(event, RemoteProtocolError):
-                    self._server_event(event)
+                    self._emit(self._core.server_message(event, loop.time()))
                     continue
                 log.warning("bad message from the server: %s", event)
                 if event.fatal:
@@ -429,44 +519,3 @@ class ChatClient:
         except OSError as error:
             return f"connection lost: {error}"
         return "the server closed the connection"
-
-    def _server_event(self, event: object) -> None:
-        emit = self._events.put
-        match event:
-            case Broadcast(nick=nick, text=text):
-                key = nick_key(nick)
-                if key != self._key and key not in self._ignored:  # some servers echo
-                    emit(BroadcastReceived(nick, text))
-            case Update(action=action, participant=participant):
-                try:
-                    changed = self._peers.apply(event)
-                except PeerTableFull as full:
-                    self._table_full(f"{full}: later joins are not shown or reachable")
-                    return
-                if changed:
-                    if action is Action.JOIN:
-                        emit(PeerJoined(participant))
-                    else:
-                        self._direct.peer_left(participant)
-                        emit(PeerLeft(participant))
-            case ParticipantList(participants=participants):
-                self._take_list(participants)
-            case Error(text=text):
-                emit(ServerError(text))
-            case _:
-                log.warning("unexpected message from the server: %r", event)
-
-    def _take_list(self, participants: tuple[Participant, ...]) -> None:
-        left_out = self._peers.replace(participants)
-        self._events.put(ParticipantsListed(self.participants))
-        if left_out:
-            self._table_full(
-                f"{self.limits.max_participants} participants held, the limit: "
-                f"{left_out} left out of the list are not shown or reachable"
-            )
-
-    def _table_full(self, text: str) -> None:
-        if not self._told_full:  # once: a server could send a million JOINs
-            self._told_full = True
-            log.warning("participant list: %s", text)
-            self._events.put(Notice(text))

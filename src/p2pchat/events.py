@@ -3,11 +3,14 @@ and the queue that holds them until the user takes them."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .protocol import Participant
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +171,8 @@ class EventQueue:
     """
 
     def __init__(self, max_events: int, max_bytes: int) -> None:
+        import asyncio  # here: the events themselves are made by the sans-IO core
+
         self._queue: asyncio.Queue[tuple[ClientEvent, int]] = asyncio.Queue()
         self._max_events = max_events
         self._max_bytes = max_bytes
@@ -209,10 +214,9 @@ class EventQueue:
         return event
 
     def poll(self) -> ClientEvent | None:
-        try:
-            event, cost = self._queue.get_nowait()
-        except asyncio.QueueEmpty:
+        if self._queue.empty():
             return None
+        event, cost = self._queue.get_nowait()
         self._taken(cost)
         return event
 

@@ -185,6 +185,11 @@ class PeerTable:
     def get(self, nick: str) -> Participant | None:
         return self._peers.get(nick_key(nick))
 
+    def rename(self, my_nick: str) -> None:
+        """We registered under another nickname: entries about it are now about us."""
+        self._me = nick_key(my_nick)
+        self._drop(self._me)
+
     def replace(self, participants: tuple[Participant, ...]) -> int:
         """Takes a whole LIST, in its order; returns how many were left out past the limit."""
         self._peers = {}
@@ -344,6 +349,11 @@ class Handshake:
         """Pending or open: the chat with this peer, as far as anyone can tell."""
         return self.pending or self.state is ChatState.OPEN
 
+    def accepts(self, event: ChatEvent) -> bool:
+        """Whether ``event`` means anything in the current state (an ACK for a chat that
+        ended, say, does not)."""
+        return (self.state, event) in _TRANSITIONS
+
     def handle(self, event: ChatEvent, now: float) -> ChatState:
         try:
             new = _TRANSITIONS[(self.state, event)]
@@ -408,6 +418,10 @@ class DirectChats:
 
     def get(self, nick: str) -> Handshake | None:
         return self._by_peer.get(nick_key(nick))
+
+    def rename(self, my_nick: str) -> None:
+        """Crossing INITs are settled by the nickname we hold now (docs/PROTOCOL.md decision 24)."""
+        self._me = nick_key(my_nick)
 
     def by_secret(self, secret: str) -> Handshake | None:
         for hs in self._by_peer.values():

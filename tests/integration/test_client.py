@@ -9,10 +9,14 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from p2pchat.client import ChatClient, ConnectError, RegistrationError
+from p2pchat import ChatError, ClientConfig, InvalidInputError
+from p2pchat.client import ChatClient, ConnectError, NotConnectedError, RegistrationError
 from p2pchat.events import (
     BroadcastReceived,
+    ChatOpened,
+    ChatReceived,
     Disconnected,
+    NickChanged,
     ParticipantsListed,
     PeerJoined,
     PeerLeft,
@@ -20,6 +24,8 @@ from p2pchat.events import (
 )
 from p2pchat.server import ChatServer
 
+from ._programs import Program
+from ._programs import start_server as start_server_program
 from ._support import collect, joined, wait_event
 
 
@@ -200,3 +206,145 @@ async def test_connect_can_be_retried_with_a_fixed_udp_port(server: ChatServer) 
     me = await client.connect()
     assert me.udp_port == udp_port
     await client.close()
+
+
+def test_a_client_is_built_outside_a_running_loop() -> None:
+    """Nothing needs the event loop before connect(): a client made at import time or in
+    synchronous code works once a loop runs it."""
+    client = ChatClient("alice", "127.0.0.1", 1)
+    assert client.nick == "alice" and client.me is None and not client.connected
+    client.ignore("bob")
+
+    async def run() -> str:
+        server = ChatServer()
+        await server.start("127.0.0.1", 0)
+        try:
+            built = ChatClient.from_config(ClientConfig("carol", port=server.port))
+            async with built:
+                assert built.me is not None
+                return built.me.nick
+        finally:
+            await server.close()
+
+    assert asyncio.run(run()) == "carol"
+
+
+@pytest.mark.parametrize("nick", ["", "a:b", "x" * 33, "bad nick"])
+def test_a_bad_nickname_is_refused_when_the_client_is_built(nick: str) -> None:
+    with pytest.raises(InvalidInputError):
+        ChatClient(nick, "127.0.0.1", 7777)
+
+
+async def test_failures_are_chat_errors(server: ChatServer, closing: list[ChatClient]) -> None:
+    """A text the protocol cannot carry is refused as input; a call needing the server
+    while it is not connected says so; both are ChatErrors."""
+    alice = ChatClient("alice", "127.0.0.1", server.port)
+    closing.append(alice)
+    with pytest.raises(NotConnectedError):
+        await alice.broadcast("hello")
+    await alice.connect()
+    with pytest.raises(InvalidInputError, match="surrogate"):
+        await alice.broadcast("\ud800")
+    with pytest.raises(ChatError):
+        await alice.send_chat("nobody", "hi")
+    await alice.broadcast("still fine")
+
+
+async def test_change_nick_keeps_the_direct_chats(server: ChatServer) -> None:
+    """The others see alice leave and join as alicia; her direct chat with bob goes on
+    (decision 23), and the crossing tie-break uses her new nickname."""
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    try:
+        await wait_event(alice, PeerJoined)
+        await alice.send_chat("bob", "before")
+        assert (await wait_event(bob, ChatReceived)).text == "before"
+        await wait_event(alice, ChatOpened)
+        await alice.change_nick("alicia")
+        assert alice.nick == "alicia" and alice.me is not None and alice.me.nick == "alicia"
+        changed = await wait_event(alice, NickChanged)
+        assert (changed.old, changed.new, changed.reason) == ("alice", "alicia", "you changed it")
+        assert (await wait_event(alice, Registered)).participant.nick == "alicia"
+        assert (await wait_event(bob, PeerLeft)).participant.nick == "alice"
+        assert (await wait_event(bob, PeerJoined)).participant.nick == "alicia"
+        assert [p.nick for p in alice.participants] == ["alicia", "bob"]
+        await alice.send_chat("bob", "after")
+        assert (await wait_event(bob, ChatReceived)).text == "after"
+        await bob.send_chat("alice", "still you")
+        assert (await wait_event(alice, ChatReceived)).text == "still you"
+        await bob.broadcast("hi all")
+        assert (await wait_event(alice, BroadcastReceived)).text == "hi all"
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_refused_nickname_leaves_us_with_the_old_one(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    alice = await joined(server.port, "alice")
+    carol = await joined(server.port, "carol")
+    closing += [alice, carol]
+    with pytest.raises(RegistrationError, match="nickname 'Carol' is already in use"):
+        await alice.change_nick("Carol")
+    assert alice.nick == "alice" and alice.connected
+    with pytest.raises(InvalidInputError):
+        await alice.change_nick("no spaces")
+    await alice.broadcast("still here")
+    assert (await wait_event(carol, BroadcastReceived)).text == "still here"
+
+
+async def test_change_nick_again_and_again_is_never_refused_for_our_own_address(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """The server frees our UDP address only once it has seen the old connection close;
+    change_nick waits for that, so the new REGISTER is never refused for the address."""
+    alice = await joined(server.port, "alice")
+    closing.append(alice)
+    for i in range(30):
+        await alice.change_nick(f"alice{i}")
+        assert alice.nick == f"alice{i}"
+
+
+async def test_a_taken_nickname_at_a_reconnect_falls_back_and_comes_back(
+    start_server, closing: list[ChatClient]
+) -> None:
+    """The server restarts and mallory takes 'bob' before bob is back: bob registers as
+    bob_, and once mallory leaves, change_nick('bob') takes it back."""
+    first = await start_server()
+    port = first.port
+    bob = await joined(port, "bob", rng=Quarter())
+    closing.append(bob)
+    await first.close()
+    await wait_event(bob, Disconnected)
+    await wait_event(bob, Disconnected)  # the first attempt found nothing listening
+    second = ChatServer()
+    await second.start("127.0.0.1", port)
+    try:
+        mallory = await joined(port, "bob")
+        changed = await wait_event(bob, NickChanged, timeout=10)
+        assert (changed.old, changed.new, changed.reason) == ("bob", "bob_", "'bob' was taken")
+        assert bob.nick == "bob_" and bob.wanted_nick == "bob"
+        await mallory.close()
+        await wait_event(bob, PeerLeft)
+        await bob.change_nick("bob")
+        back = await wait_event(bob, NickChanged)
+        assert (back.old, back.new) == ("bob_", "bob")
+        assert bob.nick == "bob"
+    finally:
+        await second.close()
+
+
+async def test_change_nick_against_a_server_in_its_own_process(
+    programs: list[Program],
+) -> None:
+    """The same against the server program: there the old connection's close and the
+    new REGISTER truly race, and waiting for the server to close its side settles it."""
+    _server, port = await start_server_program(programs)
+    alice = await joined(port, "alice")
+    try:
+        for i in range(30):
+            await alice.change_nick(f"alice{i}")
+            assert alice.nick == f"alice{i}"
+    finally:
+        await alice.close()

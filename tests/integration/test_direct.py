@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from p2pchat import state
-from p2pchat.client import ChatClient, ClientLimits, DirectChatError
+from p2pchat.client import ChatClient, ClientLimits, DirectChatError, InvalidInputError
 from p2pchat.events import (
     ChatClosed,
     ChatFailed,
@@ -66,7 +66,7 @@ async def test_direct_message_limit_is_counted_in_bytes(
     alice, bob = pair
     await alice.send_chat("bob", "é" * 32768)
     assert (await wait_event(bob, ChatReceived)).text == "é" * 32768
-    with pytest.raises(DirectChatError, match="message too long: 65537 bytes, limit 65536"):
+    with pytest.raises(InvalidInputError, match="message too long: 65537 bytes, limit 65536"):
         await alice.send_chat("bob", "é" * 32768 + "x")
     await alice.send_chat("bob", "still here")
     assert (await wait_event(bob, ChatReceived)).text == "still here"
@@ -421,7 +421,7 @@ async def test_text_that_cannot_be_encoded_is_refused_at_once(
 ) -> None:
     """A lone surrogate cannot travel as UTF-8: refused when sent, nothing queued."""
     alice, bob = pair
-    with pytest.raises(DirectChatError, match="lone surrogate"):
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
         await alice.send_chat("bob", "bad \ud800 text")
     assert alice.chat_state("bob") is None
     await alice.send_chat("bob", "good text")
@@ -550,3 +550,45 @@ async def test_the_listener_refuses_connections_as_soon_as_the_request_ends(
     assert failed.reason == expected[how]
     with pytest.raises(ConnectionRefusedError):
         await asyncio.open_connection("127.0.0.1", init.tcp_port)
+
+
+async def test_ignoring_a_peer_closes_the_open_chat_and_nothing_more_arrives(
+    pair: tuple[ChatClient, ChatClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/ignore covers a chat already open: it ends at once on both sides, and bob's
+    next message, which asks for a new chat, gets no answer and comes back to him."""
+    monkeypatch.setattr(state, "ANSWER_TIMEOUT", 0.5)
+    alice, bob = pair
+    await bob.send_chat("alice", "before")
+    assert (await wait_event(alice, ChatReceived)).text == "before"
+    alice.ignore("Bob")
+    closed = await wait_event(alice, ChatClosed)
+    assert (closed.peer, closed.reason) == ("bob", "you ignored bob")
+    assert alice.chat_state("bob") is None
+    await wait_event(bob, ChatClosed)
+    await bob.send_chat("alice", "after")
+    failed = await wait_event(bob, ChatFailed)
+    assert (failed.reason, failed.unsent) == ("alice did not answer", ("after",))
+    assert alice.chat_state("bob") is None
+    while (event := alice.poll_event()) is not None:
+        assert not isinstance(event, ChatReceived | ChatOpened), event
+
+
+async def test_ignoring_a_peer_ends_a_pending_request_to_them(
+    alice: ChatClient, bob: RawPeer
+) -> None:
+    """A request alice made ends too, with its unsent text reported, and the listener
+    it opened refuses bob's connection."""
+    await alice.send_chat("bob", "hello?")
+    init, _source = await bob.datagram()
+    assert isinstance(init, Init)
+    alice.ignore("bob")
+    failed = await wait_event(alice, ChatFailed)
+    assert (failed.reason, failed.unsent) == ("you ignored bob", ("hello?",))
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", init.tcp_port)
+    with pytest.raises(DirectChatError, match="you ignore bob"):
+        await alice.send_chat("bob", "again")
+    alice.unignore("bob")
+    alice.start_chat("bob")
+    assert alice.chat_state("bob") is ChatState.INVITING

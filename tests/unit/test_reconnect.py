@@ -6,7 +6,13 @@ import random
 
 import pytest
 
-from p2pchat.client import RECONNECT_CAPS, reconnect_delay
+from p2pchat.core import ClientConfig, ReconnectSchedule
+
+RECONNECT_CAPS = ClientConfig("alice").reconnect_caps
+
+
+def reconnect_delay(attempt: int, rng: random.Random) -> float:
+    return ReconnectSchedule(RECONNECT_CAPS, rng).delay(attempt)
 
 
 class Draws(random.Random):
@@ -46,3 +52,25 @@ def test_clients_restarted_together_spread_over_the_window() -> None:
     assert all(0.0 <= d < 1.0 for d in delays)
     per_tenth = [sum(1 for d in delays if k / 10 <= d < (k + 1) / 10) for k in range(10)]
     assert min(per_tenth) >= 60 and max(per_tenth) <= 140, per_tenth
+
+
+def test_attempts_count_up_until_one_succeeds_and_start_again_after() -> None:
+    """Each failed attempt moves to the next cap; a registration starts the count again,
+    so the next loss is retried within a second."""
+    schedule = ReconnectSchedule(RECONNECT_CAPS, Draws(0.5, 0.5, 0.5, 0.5))
+    assert schedule.next(100.0) == (0.5, 100.5)
+    assert schedule.next(101.0) == (1.0, 102.0)
+    assert schedule.next(103.0) == (2.0, 105.0)
+    schedule.succeeded()
+    assert schedule.next(200.0) == (0.5, 200.5)
+
+
+def test_a_seeded_rng_repeats_the_same_delays() -> None:
+    def delays(seed: int) -> list[float]:
+        schedule = ReconnectSchedule(RECONNECT_CAPS, random.Random(seed))
+        return [schedule.next(0.0)[0] for _ in range(8)]
+
+    assert delays(7) == delays(7)
+    assert delays(7) != delays(8)
+    caps = [*RECONNECT_CAPS, 30.0, 30.0]
+    assert all(0.0 <= d < cap for d, cap in zip(delays(7), caps, strict=True))
