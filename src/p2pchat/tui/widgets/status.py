@@ -11,7 +11,8 @@ from ...textsafe import printable
 
 
 class StatusBar(Static):
-    """Server address, nickname, connection state (with a reconnect countdown), head count."""
+    """Server address, nickname, connection state (with a reconnect countdown), and the
+    head count while connected."""
 
     def __init__(self, server: str, nick: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -50,7 +51,8 @@ class StatusBar(Static):
         line.append(f" {printable(self.nick)}", style="bold")
         line.append(f" @ {self.server} │ ")
         line.append(f"● {self.state_text}", style=f"bold {colour}")
-        line.append(f" │ {self.count} participant{'s' if self.count != 1 else ''}")
+        if self._state == "connected":  # while away the count is stale: none is shown
+            line.append(f" │ {self.count} participant{'s' if self.count != 1 else ''}")
         if self.hosting:
             line.append(f" │ others join with: p2pchat --server {self.hosting}", style="italic")
         self.update(line)
