@@ -152,7 +152,12 @@ class ChatApp(App[int]):
                 yield self._logs[GROUP]
             yield ParticipantList(id="people")
         yield StatusBar(self._server, self.client.nick, id="status")
-        yield CommandInput(self._nicknames, id="input", placeholder="Type a message, or /help")
+        yield CommandInput(
+            self._nicknames,
+            lambda: self.client.nick,
+            id="input",
+            placeholder="Type a message, or /help",
+        )
         yield Footer()
 
     def on_mount(self) -> None:

@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import Input
 
 from ... import commands
+from ...protocol import nick_key
 
 # Pasting more lines than this asks first, as WeeChat does: a paste sent by mistake
 # cannot be taken back.
@@ -31,9 +32,12 @@ class CommandInput(Input):
             super().__init__()
             self.value = value
 
-    def __init__(self, nicknames: Callable[[], list[str]], **kwargs: object) -> None:
+    def __init__(
+        self, nicknames: Callable[[], list[str]], me: Callable[[], str], **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self._nicknames = nicknames
+        self._me = me
         self._history: list[str] = []
         self._position = 0
         # While Tab is pressed again and again: where the word starts, its
@@ -143,10 +147,12 @@ class CommandInput(Input):
         argument = commands.argument_at(before)
         if argument == commands.NEW or (argument != commands.NICK and not word):
             return []  # a new nickname is the user's to type; an empty word, nobody's
+        names = self._nicknames()
+        if argument == commands.NICK:  # nobody chats with, closes or ignores themselves
+            me = nick_key(self._me())
+            names = [n for n in names if nick_key(n) != me]
         folded = word.casefold()
-        return sorted(
-            (n for n in self._nicknames() if n.casefold().startswith(folded)), key=str.casefold
-        )
+        return sorted((n for n in names if n.casefold().startswith(folded)), key=str.casefold)
 
     def action_complete(self) -> None:
         value, cursor = self.value, self.cursor_position
