@@ -2,8 +2,8 @@
 
 As IRC clients do: ``DIR/SERVER/group.log`` for the group and
 ``DIR/SERVER/direct/NICK.log`` for each direct chat, one timestamped line
-per message, join, leave and chat event. Text from others is escaped, so
-``cat``-ing a log is as safe as reading the chat.
+per message, join, leave and chat event: the presenter's lines, so text
+from others is escaped and ``cat``-ing a log is as safe as reading the chat.
 """
 
 from __future__ import annotations
