@@ -13,6 +13,7 @@ from pathlib import Path
 from textual.pilot import Pilot
 
 from p2pchat.client import ChatClient
+from p2pchat.conversations import GROUP
 from p2pchat.events import ChatReceived
 from p2pchat.server import ChatServer
 from p2pchat.tui import ChatApp
@@ -35,7 +36,7 @@ async def main() -> None:
     async with app.run_test(size=(110, 28)) as pilot:
         await bob.broadcast("morning all! standup in 5 minutes")
         await carol.broadcast("alice: could you share yesterday's notes?")
-        await until(pilot, lambda: any("notes?" in s.text for s in app.conversation("group").lines))
+        await until(pilot, lambda: any("notes?" in s.text for s in app.conversation(GROUP).lines))
         await pilot.press(*"sure, posting them in a sec", "enter")
         await pilot.press(*"/msg bob got a minute after standup?", "enter")
         async with asyncio.timeout(10):

@@ -2,8 +2,8 @@
 
 As IRC clients do: ``DIR/SERVER/group.log`` for the group and
 ``DIR/SERVER/direct/NICK.log`` for each direct chat, one timestamped line
-per message, join, leave and chat event. Text from others is escaped, so
-``cat``-ing a log is as safe as reading the chat.
+per message, join, leave and chat event: the presenter's lines, so text
+from others is escaped and ``cat``-ing a log is as safe as reading the chat.
 """
 
 from __future__ import annotations
@@ -18,23 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .events import (
-    BroadcastReceived,
-    ChatClosed,
-    ChatFailed,
-    ChatOpened,
-    ChatReceived,
-    ClientEvent,
-    Disconnected,
-    Notice,
-    PeerJoined,
-    PeerLeft,
-    Registered,
-    ServerError,
-)
-from .frontend import Output, closed_text
-from .protocol import Participant, nick_key
-from .textsafe import printable
+from .conversations import Conversation, Direct
+from .present import Report
 
 log = logging.getLogger("p2pchat.chatlog")
 
@@ -79,25 +64,24 @@ class ChatLog:
     ) -> None:
         self._root = directory / file_name(server)
         self._clock = clock
-        self._files: OrderedDict[str, TextIO] = OrderedDict()  # least recently used first
-        self._started: set[str] = set()
-        self._me = ""
+        self._files: OrderedDict[Conversation, TextIO] = OrderedDict()  # least recently used first
+        self._started: set[Conversation] = set()
         self._broken = False
 
-    def _path(self, peer: str | None) -> Path:
-        if peer is None:
-            return self._root / "group.log"
-        return self._root / "direct" / f"{file_name(nick_key(peer))}.log"
+    def _path(self, chat: Conversation) -> Path:
+        if isinstance(chat, Direct):
+            return self._root / "direct" / f"{file_name(chat.key)}.log"
+        return self._root / "group.log"
 
-    def write(self, peer: str | None, text: str) -> None:
-        """Appends one line to the group log (peer None) or to the direct log with ``peer``."""
+    def write(self, chat: Conversation, text: str) -> None:
+        """Appends one line (escaped already) to the log of ``chat``."""
         if self._broken:
             return
-        key = "" if peer is None else nick_key(peer)
+        key = chat
         try:
             f = self._files.get(key)
             if f is None:
-                path = self._path(peer)
+                path = self._path(chat)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 f = self._files[key] = path.open("a", encoding="utf-8", buffering=1)
                 if key not in self._started:  # once per conversation per session
@@ -112,66 +96,13 @@ class ChatLog:
             log.warning("conversation logs disabled: %s", error)
             self._broken = True
 
-    def event(self, event: ClientEvent) -> None:
-        match event:
-            case Registered(participant=p):
-                self._me = p.nick
-                self.write(None, f"*** registered as {printable(p.nick)} ({p.endpoint})")
-            case PeerJoined(participant=p):
-                self.write(None, f"--> {printable(p.nick)} joined ({p.endpoint})")
-            case PeerLeft(participant=p):
-                self.write(None, f"<-- {printable(p.nick)} left")
-            case BroadcastReceived(nick=nick, text=text):
-                self.write(None, f"<{printable(nick)}> {printable(text)}")
-            case ChatOpened(peer=peer):
-                self.write(peer, f"*** direct chat with {printable(peer)} open")
-            case ChatReceived(peer=peer, text=text):
-                self.write(peer, f"<{printable(peer)}> {printable(text)}")
-            case ChatClosed(peer=peer):
-                self.write(peer, f"*** {closed_text(event)}")
-            case ChatFailed(peer=peer, reason=reason):
-                self.write(peer, f"!!! direct chat failed: {printable(reason)}")
-            case ServerError(text=text):
-                self.write(None, f"!!! server: {printable(text)}")
-            case Disconnected(reason=reason):
-                self.write(None, f"!!! disconnected: {printable(reason)}")
-            case Notice(text=text):
-                self.write(None, f"!!! {printable(text)}")
-            case _:
-                pass
-
-    def sent(self, text: str, peer: str | None) -> None:
-        self.write(peer, f"<{printable(self._me)}> {printable(text)}")
+    def show(self, report: Report) -> None:
+        """Logs the lines that belong to a conversation (not the answers to commands)."""
+        for line in report.lines:
+            if line.logged and line.conversation is not None:
+                self.write(line.conversation, line.text)
 
     def close(self) -> None:
         for f in self._files.values():
             f.close()
         self._files.clear()
-
-
-class LoggedOutput:
-    """An Output that also writes the conversations to a ChatLog."""
-
-    def __init__(self, inner: Output, chatlog: ChatLog) -> None:
-        self._inner = inner
-        self._log = chatlog
-
-    def event(self, event: ClientEvent) -> None:
-        self._log.event(event)
-        self._inner.event(event)
-
-    def sent(self, text: str, peer: str | None) -> None:
-        self._log.sent(text, peer)
-        self._inner.sent(text, peer)
-
-    def participants(self, participants: tuple[Participant, ...]) -> None:
-        self._inner.participants(participants)
-
-    def info(self, text: str) -> None:
-        self._inner.info(text)
-
-    def error(self, text: str, peer: str | None = None) -> None:
-        self._inner.error(text, peer)
-
-    def hosting(self, address: str) -> None:
-        self._inner.hosting(address)

@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import _net, linemode
-from .chatlog import ChatLog, LoggedOutput, check_directory
+from .chatlog import ChatLog, check_directory
 from .client import ChatClient, ConnectError, RegistrationError
-from .frontend import Output
+from .frontend import Output, Tee
+from .present import Presenter
 from .protocol import LocalProtocolError, canonical_ip, check_nick
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
 
@@ -148,11 +149,12 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
     chatlog = ChatLog(Path(args.log_dir), hosting or where) if args.log_dir else None
 
     def with_log(out: Output) -> Output:
-        return LoggedOutput(out, chatlog) if chatlog is not None else out
+        return Tee(chatlog, out) if chatlog is not None else out
 
+    presenter = Presenter(nick, hints=ui == "plain")
     try:
         if ui != "tui" and hosting is not None:
-            _line_output(ui, nick).hosting(hosting)
+            _line_output(ui).show(presenter.hosting(hosting, join_command(hosting)))
         try:
             await client.connect()
         except (ConnectError, RegistrationError) as error:
@@ -161,10 +163,17 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
         if ui == "tui":
             from .tui import ChatApp  # Textual loads only for the full-screen UI
 
-            app = ChatApp(client, server=hosting or where, hosting=hosting, output=with_log)
+            app = ChatApp(
+                client,
+                server=hosting or where,
+                hosting=hosting,
+                join=join_command(hosting) if hosting is not None else None,
+                output=with_log,
+                presenter=presenter,
+            )
             await app.run_async()
             return app.return_code or 0
-        return await linemode.run(client, with_log(_line_output(ui, nick)))
+        return await linemode.run(client, with_log(_line_output(ui)), presenter, hosting=hosting)
     finally:
         await client.close()
         if chatlog is not None:
@@ -173,8 +182,8 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
             await server.close()
 
 
-def _line_output(ui: str, nick: str) -> Output:
-    return linemode.JsonOutput() if ui == "json" else linemode.PlainOutput(nick)
+def _line_output(ui: str) -> Output:
+    return linemode.JsonOutput() if ui == "json" else linemode.PlainOutput()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

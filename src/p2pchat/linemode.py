@@ -1,8 +1,8 @@
 """The line modes of the terminal client: ``--plain`` for people, ``--json`` for scripts.
 
-Both read commands from stdin, one per line, and write one line per event
-on stdout. Other people's text is escaped in plain mode and JSON-encoded
-(ASCII only) in JSON mode, so nothing they send can steer the terminal.
+Both read commands from stdin, one per line, and write what the presenter
+makes of each event on stdout: its lines in plain mode, its JSON object
+(ASCII only) in JSON mode, so nothing others send can steer the terminal.
 """
 
 from __future__ import annotations
@@ -11,28 +11,12 @@ import asyncio
 import json
 import sys
 import time
-from typing import Any
 
 from . import commands, typedlines
 from .client import ChatClient
-from .events import (
-    BroadcastReceived,
-    ChatClosed,
-    ChatFailed,
-    ChatOpened,
-    ChatReceived,
-    ClientEvent,
-    Disconnected,
-    Notice,
-    ParticipantsListed,
-    PeerJoined,
-    PeerLeft,
-    Registered,
-    ServerError,
-)
-from .frontend import Output, closed_text, execute
-from .protocol import Participant
-from .textsafe import printable
+from .conversations import GROUP, Conversation, Direct
+from .frontend import Output, execute, others_hosted
+from .present import Kind, Presenter, Report
 
 
 def _write(line: str) -> None:
@@ -43,134 +27,63 @@ def _write(line: str) -> None:
 class PlainOutput:
     """Timestamped lines for people."""
 
-    def __init__(self, me: str) -> None:
-        self._me = me
-
-    def _line(self, text: str) -> None:
-        _write(f"[{time.strftime('%H:%M:%S')}] {text}")
-
-    def event(self, event: ClientEvent) -> None:
-        match event:
-            case Registered(participant=p):
-                self._me = p.nick
-                self._line(f"*** registered as {printable(p.nick)} ({p.endpoint})")
-            case ParticipantsListed(participants=ps):
-                self.participants(ps)
-            case PeerJoined(participant=p):
-                self._line(f"--> {printable(p.nick)} joined ({p.endpoint})")
-            case PeerLeft(participant=p):
-                self._line(f"<-- {printable(p.nick)} left")
-            case BroadcastReceived(nick=nick, text=text):
-                self._line(f"<{printable(nick)}> {printable(text)}")
-            case ChatOpened(peer=peer, initiator=initiator):
-                how = "you asked" if initiator else f"{printable(peer)} asked"
-                self._line(
-                    f"*** direct chat with {printable(peer)} open ({how}); /msg {printable(peer)} TEXT to talk"
-                )
-            case ChatReceived(peer=peer, text=text):
-                self._line(f"[direct] <{printable(peer)}> {printable(text)}")
-            case ChatClosed():
-                self._line(f"*** {closed_text(event)}")
-            case ChatFailed(peer=peer, reason=reason, unsent=unsent):
-                lost = f" ({len(unsent)} message(s) not sent)" if unsent else ""
-                self._line(
-                    f"!!! direct chat with {printable(peer)} failed: {printable(reason)}{lost}"
-                )
-            case ServerError(text=text):
-                self._line(f"!!! server: {printable(text)}")
-            case Disconnected(reason=reason, retry_in=retry_in):
-                retry = f"; reconnecting in {retry_in:.1f} s" if retry_in is not None else ""
-                self._line(f"!!! disconnected: {printable(reason)}{retry}")
-            case Notice(text=text):
-                self._line(f"!!! {printable(text)}")
-
-    def participants(self, participants: tuple[Participant, ...]) -> None:
-        names = ", ".join(
-            printable(p.nick) + (" (you)" if p.nick == self._me else "") for p in participants
-        )
-        self._line(f"*** {len(participants)} participant(s): {names}")
-
-    def info(self, text: str) -> None:
-        for line in text.splitlines():
-            self._line(line)
-
-    def sent(self, text: str, peer: str | None) -> None:
-        pass  # the terminal already shows what was typed
-
-    def error(self, text: str, peer: str | None = None) -> None:
-        self._line(f"!!! {printable(text)}")
-
-    def hosting(self, address: str) -> None:
-        self._line(f"*** hosting a chat on {address}; others join with: p2pchat --server {address}")
+    def show(self, report: Report) -> None:
+        for line in report.lines:
+            if line.kind is Kind.OWN:
+                continue  # the terminal already shows what was typed
+            direct = isinstance(line.conversation, Direct) and line.kind is Kind.MESSAGE
+            _write(f"[{time.strftime('%H:%M:%S')}] {'[direct] ' if direct else ''}{line.text}")
 
 
 class JsonOutput:
     """One JSON object per line, as promised in the interface documentation."""
 
-    @staticmethod
-    def _emit(event: str, **keys: Any) -> None:
-        _write(json.dumps({"event": event, **keys}, ensure_ascii=True))
-
-    def event(self, event: ClientEvent) -> None:
-        emit = self._emit
-        match event:
-            case Registered(participant=p):
-                emit("registered", **_participant(p))
-            case ParticipantsListed(participants=ps):
-                self.participants(ps)
-            case PeerJoined(participant=p):
-                emit("join", **_participant(p))
-            case PeerLeft(participant=p):
-                emit("leave", **_participant(p))
-            case BroadcastReceived(nick=nick, text=text):
-                emit("broadcast", **{"from": nick, "text": text})
-            case ChatOpened(peer=peer, initiator=initiator):
-                emit("chat_opened", peer=peer, initiator=initiator)
-            case ChatReceived(peer=peer, text=text):
-                emit("chat", **{"from": peer, "text": text})
-            case ChatClosed(peer=peer, reason=reason):
-                emit("chat_closed", peer=peer, reason=reason)
-            case ChatFailed(peer=peer, reason=reason, unsent=unsent):
-                emit("chat_failed", peer=peer, reason=reason, unsent=list(unsent))
-            case ServerError(text=text):
-                emit("error", message=text, source="server")
-            case Disconnected(reason=reason, retry_in=retry_in):
-                emit("disconnected", reason=reason, retry_in=retry_in)
-            case Notice(text=text):
-                emit("notice", message=text)
-
-    def participants(self, participants: tuple[Participant, ...]) -> None:
-        self._emit("participants", participants=[_participant(p) for p in participants])
-
-    def info(self, text: str) -> None:
-        self._emit("info", message=text)
-
-    def sent(self, text: str, peer: str | None) -> None:
-        pass  # scripts know what they sent; the event stream stays as documented
-
-    def error(self, text: str, peer: str | None = None) -> None:
-        self._emit("error", message=text, source="local")
-
-    def hosting(self, address: str) -> None:
-        self._emit("hosting", address=address)
+    def show(self, report: Report) -> None:
+        if report.record is not None:
+            _write(json.dumps(report.record, ensure_ascii=True))
 
 
-def _participant(p: Participant) -> dict[str, Any]:
-    return {"nick": p.nick, "ip": p.ip, "udp_port": p.udp_port}
+class LineSession:
+    """What commands act on in the line modes: no tabs, so always the group."""
+
+    def __init__(self, client: ChatClient, presenter: Presenter, out: Output) -> None:
+        self.client = client
+        self.presenter = presenter
+        self.out = out
+        self.quitting = False
+
+    @property
+    def current(self) -> Conversation:
+        return GROUP
+
+    def show(self, report: Report) -> None:
+        self.out.show(report)
+
+    def focus(self, chat: Direct) -> None:
+        pass
+
+    async def quit(self) -> None:
+        self.quitting = True
+
+    def help_text(self) -> str:
+        return commands.HELP
 
 
-async def run(client: ChatClient, out: Output) -> int:
+async def run(
+    client: ChatClient, out: Output, presenter: Presenter, *, hosting: str | None = None
+) -> int:
     """Shows events and carries out typed commands until /quit or end of input."""
     loop = asyncio.get_running_loop()
+    session = LineSession(client, presenter, out)
 
     async def show_events() -> None:
         async for event in client.events():
-            out.event(event)
+            out.show(presenter.event(event))
 
     shower = loop.create_task(show_events())
-    lines = typedlines.stdin_lines(loop, out.error)
+    lines = typedlines.stdin_lines(loop, lambda text: out.show(presenter.error(text)))
     try:
-        while True:
+        while not session.quitting:
             line = await lines.get()
             if line is None:
                 await client.wait_pending_chats()
@@ -178,17 +91,16 @@ async def run(client: ChatClient, out: Output) -> int:
             try:
                 command = commands.parse(line)
             except commands.InputError as error:
-                out.error(str(error))
+                out.show(presenter.error(str(error)))
                 continue
-            if command is None:
-                continue
-            if isinstance(command, commands.Quit):
-                break
-            await execute(client, command, out)
+            if command is not None:
+                await execute(session, command)
+        if others := others_hosted(client, hosting):
+            out.show(presenter.leaving_hosted(others))
     finally:
         shower.cancel()
         await client.close()
         # Events already queued (e.g. a last chat_failed) still reach the output.
         while (event := client.poll_event()) is not None:
-            out.event(event)
+            out.show(presenter.event(event))
     return 0

@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import TabbedContent
 
 from p2pchat.client import ChatClient
+from p2pchat.conversations import GROUP, Conversation, Direct
 from p2pchat.events import BroadcastReceived, ChatOpened, ChatReceived
 from p2pchat.server import ChatServer
 from p2pchat.tui import ChatApp
@@ -26,9 +27,9 @@ async def until(pilot: Pilot, condition: Callable[[], bool], timeout: float = 5.
             await pilot.pause(0.02)
 
 
-def shown(app: ChatApp, peer: str = "group") -> str:
+def shown(app: ChatApp, chat: Conversation = GROUP) -> str:
     """The text of a conversation as drawn on screen."""
-    return "\n".join(strip.text for strip in app.conversation(peer).lines)
+    return "\n".join(strip.text for strip in app.conversation(chat).lines)
 
 
 def people(app: ChatApp) -> str:
@@ -93,7 +94,7 @@ async def test_enter_on_a_participant_opens_a_direct_tab_both_ways(
         await pilot.press(*"psst", "enter")  # a direct tab sends CHAT, not a broadcast
         assert await wait_event(bob, ChatReceived) == ChatReceived("alice", "psst")
         await bob.send_chat("alice", "hi back")
-        await until(pilot, lambda: "<bob> hi back" in shown(alice, "bob"))
+        await until(pilot, lambda: "<bob> hi back" in shown(alice, Direct("bob")))
         assert "<bob> hi back" not in shown(alice)  # not in the group tab
 
 
@@ -107,7 +108,7 @@ async def test_clicking_a_participant_opens_a_direct_chat(alice: ChatApp, bob: C
         top = sidebar.content_region.y - sidebar.region.y  # below the border
         await pilot.click(ParticipantList, offset=(4, top + 2 * row))  # two lines per participant
         assert (await wait_event(bob, ChatOpened)).peer == "alice"
-        await until(pilot, lambda: "open (you asked)" in shown(alice, "bob"))
+        await until(pilot, lambda: "open (you asked)" in shown(alice, Direct("bob")))
         await until(pilot, lambda: "⇄ bob" in people(alice))
 
 
@@ -125,7 +126,7 @@ async def test_markup_and_escape_sequences_show_literally(
             assert "<[red]eve> [link=http://x]click[/link]" in text
             assert "\x1b" not in text and "\u202e" not in text
             await until(pilot, lambda: "[red]eve" in people(alice))
-            line = next(s for s in alice.conversation("group").lines if "not bold" in s.text)
+            line = next(s for s in alice.conversation(GROUP).lines if "not bold" in s.text)
             assert not any(seg.style and seg.style.bold and "not bold" in seg.text for seg in line)
         finally:
             await eve.close()
@@ -203,7 +204,7 @@ async def test_long_message_wraps_and_the_ui_stays_responsive(
     async with alice.run_test(size=(100, 30)) as pilot:
         await bob.broadcast("word " * 3300)  # 16.5 KiB
         await until(pilot, lambda: "<bob> word" in shown(alice))
-        assert len(alice.conversation("group").lines) > 100  # wrapped, not cut
+        assert len(alice.conversation(GROUP).lines) > 100  # wrapped, not cut
         await pilot.press(*"still typing", "enter")
         assert (await wait_event(bob, BroadcastReceived)).text == "still typing"
 

@@ -6,16 +6,19 @@ import time
 from pathlib import Path
 
 from p2pchat.chatlog import ChatLog, file_name
+from p2pchat.conversations import GROUP, Direct
 from p2pchat.events import (
     BroadcastReceived,
     ChatClosed,
     ChatOpened,
     ChatReceived,
+    ClientEvent,
     Notice,
     PeerJoined,
     PeerLeft,
     Registered,
 )
+from p2pchat.present import Presenter
 from p2pchat.protocol import Participant
 
 ME = Participant("alice", "127.0.0.1", 5000)
@@ -23,8 +26,25 @@ BOB = Participant("Bob", "127.0.0.1", 5001)
 FIXED = time.strptime("2026-11-24 12:34:56", "%Y-%m-%d %H:%M:%S")
 
 
-def make_log(tmp_path: Path) -> ChatLog:
-    return ChatLog(tmp_path, "127.0.0.1:7777", clock=lambda: FIXED)
+class Logged:
+    """A ChatLog fed through the presenter, as every front end feeds it."""
+
+    def __init__(self, log: ChatLog) -> None:
+        self.log = log
+        self.presenter = Presenter("alice")
+
+    def event(self, event: ClientEvent) -> None:
+        self.log.show(self.presenter.event(event))
+
+    def sent(self, text: str, peer: str | None) -> None:
+        self.log.show(self.presenter.sent(text, GROUP if peer is None else Direct(peer)))
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def make_log(tmp_path: Path) -> Logged:
+    return Logged(ChatLog(tmp_path, "127.0.0.1:7777", clock=lambda: FIXED))
 
 
 def test_each_conversation_has_its_own_file(tmp_path: Path) -> None:
@@ -35,12 +55,12 @@ def test_each_conversation_has_its_own_file(tmp_path: Path) -> None:
         BroadcastReceived("Bob", "hi all"),
         ChatOpened("Bob", initiator=False),
         ChatReceived("Bob", "psst"),
-        ChatClosed("Bob", "Bob closed the chat"),
-        PeerLeft(BOB),
     ):
         log.event(event)
-    log.sent("hello", None)
     log.sent("hey", "BOB")  # nicknames compare case-insensitively: the same file
+    log.event(ChatClosed("Bob", "Bob closed the chat"))
+    log.event(PeerLeft(BOB))
+    log.sent("hello", None)
     log.close()
     root = tmp_path / "127.0.0.1%3A7777"
     assert (root / "group.log").read_text().splitlines() == [
@@ -52,10 +72,10 @@ def test_each_conversation_has_its_own_file(tmp_path: Path) -> None:
         "2026-11-24 12:34:56 <alice> hello",
     ]
     assert (root / "direct" / "bob.log").read_text().splitlines()[1:] == [
-        "2026-11-24 12:34:56 *** direct chat with Bob open",
+        "2026-11-24 12:34:56 *** direct chat with Bob open (Bob asked)",
         "2026-11-24 12:34:56 <Bob> psst",
-        "2026-11-24 12:34:56 *** direct chat with Bob closed (Bob closed it)",
         "2026-11-24 12:34:56 <alice> hey",
+        "2026-11-24 12:34:56 *** direct chat with Bob closed (Bob closed it)",
     ]
 
 
@@ -83,7 +103,7 @@ def test_file_names_cannot_escape_the_directory() -> None:
 def test_an_unwritable_directory_disables_logging_without_failing(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
-    log = ChatLog(blocker, "server")
+    log = Logged(ChatLog(blocker, "server"))
     log.event(BroadcastReceived("bob", "hi"))  # must not raise
     log.sent("still fine", None)
     log.close()
@@ -99,7 +119,7 @@ def test_long_nicknames_and_many_peers_stay_within_limits(tmp_path: Path) -> Non
     for i in range(50):
         log.event(ChatReceived(f"peer{i}", "hi"))
     log.event(ChatReceived("peer0", "again"))
-    assert len(log._files) <= 16
+    assert len(log.log._files) <= 16
     log.close()
     direct = tmp_path / "127.0.0.1%3A7777" / "direct"
     names = [p.name for p in direct.iterdir()]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,16 +11,22 @@ from hypothesis import strategies as st
 from p2pchat.commands import (
     COMMAND_NAMES,
     HELP,
+    NEW,
+    NICK,
+    TEXT,
     CloseChat,
     Help,
     Ignore,
     InputError,
     Msg,
+    Nick,
     OpenChat,
     Quit,
     Say,
     Unignore,
     Who,
+    argument_at,
+    markdown_table,
     parse,
 )
 
@@ -150,6 +158,7 @@ def test_no_argument_commands(name: str, cls: type) -> None:
         ("/WHO", Who()),
         ("/Help", Help()),
         ("/QUIT", Quit()),
+        ("/Nick zed", Nick("zed")),
     ],
 )
 def test_command_names_are_case_insensitive(line: str, command: object) -> None:
@@ -164,6 +173,7 @@ def test_every_documented_command_is_known() -> None:
         "/who",
         "/ignore",
         "/unignore",
+        "/nick",
         "/help",
         "/quit",
     }
@@ -227,3 +237,37 @@ def test_input_error_is_a_value_error() -> None:
 def test_msg_keeps_the_text_exactly_as_typed() -> None:
     """Like a broadcast, a direct message keeps its spacing after the one separator."""
     assert parse("/msg bob  hi there  ") == Msg("bob", " hi there  ")
+
+
+def test_nick_takes_one_new_nickname() -> None:
+    assert parse("/nick  zed ") == Nick("zed")
+    assert _error("/nick") == "usage: /nick NEW"
+    assert _error("/nick a b") == "usage: /nick NEW"
+
+
+@pytest.mark.parametrize(
+    ("before", "argument"),
+    [
+        ("/msg ", NICK),
+        ("/MSG ", NICK),
+        ("/msg bob ", TEXT),
+        ("/msg bob hello ", TEXT),
+        ("/chat ", NICK),
+        ("/close ", NICK),
+        ("/ignore ", NICK),
+        ("/unignore ", NICK),
+        ("/nick ", NEW),
+        ("/chat bob ", None),
+        ("/who ", None),
+        ("hello ", None),
+        ("", None),
+    ],
+)
+def test_argument_at_names_what_is_being_typed(before: str, argument: str | None) -> None:
+    assert argument_at(before) == argument
+
+
+def test_readme_lists_the_commands_of_the_table() -> None:
+    """README's table of what you type is the one the command table generates."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert markdown_table() in readme

@@ -1,24 +1,82 @@
-"""Tests of the texts every front end shares (p2pchat.frontend)."""
+"""frontend.execute: each command's effect on a client, and failures shown as errors."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from p2pchat.events import ChatClosed
-from p2pchat.frontend import closed_text
+from p2pchat import commands
+from p2pchat.conversations import GROUP, Conversation, Direct
+from p2pchat.errors import ChatError
+from p2pchat.frontend import execute
+from p2pchat.present import Presenter, Report
+from p2pchat.protocol import Participant
 
 
-@pytest.mark.parametrize(
-    ("reason", "text"),
-    [
-        ("closed", "direct chat with bob closed (you closed it)"),
-        ("bob closed the chat", "direct chat with bob closed (bob closed it)"),
-        (
-            "connection to bob lost: reset",
-            "direct chat with bob closed (connection to bob lost: reset)",
-        ),
-        ("bob sent \x1b[2J", "direct chat with bob closed (bob sent \\e[2J)"),
-    ],
-)
-def test_closed_chats_say_why_once(reason: str, text: str) -> None:
-    assert closed_text(ChatClosed("bob", reason)) == text
+class Client:
+    """Records what a command asks of the library; ``change_nick`` may refuse."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.nick = "alice"
+        self.participants = (
+            Participant("alice", "127.0.0.1", 1),
+            Participant("bob", "127.0.0.1", 2),
+        )
+        self.calls: list[tuple[str, Any]] = []
+        self._refuse = refuse
+
+    async def change_nick(self, nick: str) -> None:
+        if self._refuse:
+            raise ChatError(self._refuse)
+        self.calls.append(("change_nick", nick))
+
+    def ignore(self, nick: str) -> None:
+        self.calls.append(("ignore", nick))
+
+    def close_chat(self, nick: str) -> bool:
+        self.calls.append(("close_chat", nick))
+        return False
+
+
+class Session:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.presenter = Presenter("alice")
+        self.current: Conversation = GROUP
+        self.shown: list[Report] = []
+
+    def show(self, report: Report) -> None:
+        self.shown.append(report)
+
+    def focus(self, chat: Direct) -> None:
+        pass
+
+    async def quit(self) -> None:
+        pass
+
+    def help_text(self) -> str:
+        return commands.HELP
+
+
+async def run(session: Session, line: str) -> list[str]:
+    command = commands.parse(line)
+    assert command is not None
+    await execute(session, command)  # type: ignore[arg-type]
+    return [line.text for report in session.shown for line in report.lines]
+
+
+async def test_nick_asks_the_library_for_the_new_nickname() -> None:
+    client = Client()
+    assert await run(Session(client), "/nick zed") == []  # NickChanged will say it
+    assert client.calls == [("change_nick", "zed")]
+
+
+async def test_a_refused_nick_is_an_error_shown() -> None:
+    lines = await run(Session(Client(refuse="nickname 'bob' is already in use")), "/nick bob")
+    assert lines == ["!!! nickname 'bob' is already in use"]
+
+
+async def test_ignore_closes_an_open_chat_with_them() -> None:
+    client = Client()
+    lines = await run(Session(client), "/ignore Bob")
+    assert client.calls == [("ignore", "Bob"), ("close_chat", "Bob")]
+    assert lines == ["ignoring Bob: broadcasts hidden, direct chats refused"]

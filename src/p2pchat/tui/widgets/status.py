@@ -11,14 +11,15 @@ from ...textsafe import printable
 
 
 class StatusBar(Static):
-    """Server address, nickname, connection state (with a reconnect countdown), head count."""
+    """Server address, nickname, connection state (with a reconnect countdown), and the
+    head count while connected."""
 
     def __init__(self, server: str, nick: str, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.server = server
         self.nick = nick
         self.count = 0
-        self.hosting: str | None = None
+        self.join: str | None = None  # the command others type to join, when we host
         self._state = "connected"
         self._retry_at: float | None = None
 
@@ -50,7 +51,8 @@ class StatusBar(Static):
         line.append(f" {printable(self.nick)}", style="bold")
         line.append(f" @ {self.server} │ ")
         line.append(f"● {self.state_text}", style=f"bold {colour}")
-        line.append(f" │ {self.count} participant{'s' if self.count != 1 else ''}")
-        if self.hosting:
-            line.append(f" │ others join with: p2pchat --server {self.hosting}", style="italic")
+        if self._state == "connected":  # while away the count is stale: none is shown
+            line.append(f" │ {self.count} participant{'s' if self.count != 1 else ''}")
+        if self.join:
+            line.append(f" │ others join with: {self.join}", style="italic")
         self.update(line)
