@@ -8,7 +8,7 @@ from ._programs import TIMEOUT, Program, client
 
 
 async def _host(programs: list[Program], mode: str) -> tuple[Program, int]:
-    host = await Program.start("p2pchat.client", "--serve", "127.0.0.1:0", "--nick", "host", mode)
+    host = await Program.start("p2pchat", "--serve", "127.0.0.1:0", "--nick", "host", mode)
     programs.append(host)
     if mode == "--json":
         address = (await host.expect("hosting"))["address"]
