@@ -247,3 +247,27 @@ async def test_ignoring_someone_closes_their_tab_and_hides_them(
         await pilot.press(*"/who", "enter")
         await until(pilot, lambda: "participant(s)" in log_text(alice, direct_pane("bob")))
         assert "cannot see" not in log_text(alice)
+
+
+def _labels(app: ChatApp) -> list[str]:
+    tabs = app.query_one(TabbedContent)
+    return [str(tab.label) for tab in tabs.query("ContentTab")]
+
+
+async def test_tabs_switched_in_a_burst_keep_their_names(
+    alice: ChatApp, bob: ChatClient, server: ChatServer
+) -> None:
+    carol = await joined(server.port, "carol")
+    try:
+        async with alice.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: "carol" in people(alice))
+            for peer in (bob, carol):
+                await peer.send_chat("alice", "hi")
+            await until(pilot, lambda: len(_panes(alice)) == 3)
+            await until(pilot, lambda: _labels(alice) == ["group", "bob (1)", "carol (1)"])
+            await burst(pilot, "ctrl+n", "ctrl+n")  # to carol's tab, through bob's
+            await until(pilot, lambda: alice.query_one(TabbedContent).active == _panes(alice)[2])
+            await pilot.pause()
+            assert _labels(alice) == ["group", "bob", "carol"]
+    finally:
+        await carol.close()

@@ -259,7 +259,10 @@ class ChatApp(App[int]):
 
     @on(TabbedContent.TabActivated)
     def _tab_read(self, event: TabbedContent.TabActivated) -> None:
-        chat = self._current()
+        # The tab of this event, not the active one: keys in a burst may have moved on.
+        chat = next((c for c in self._logs if _pane_id(c) == event.pane.id), None)
+        if chat is None:  # its tab was closed meanwhile
+            return
         self._unread.pop(chat, None)
         event.tab.label = Content(title(chat))
         event.tab.remove_class("-mention")
