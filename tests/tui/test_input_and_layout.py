@@ -271,3 +271,32 @@ async def test_tabs_switched_in_a_burst_keep_their_names(
             assert _labels(alice) == ["group", "bob", "carol"]
     finally:
         await carol.close()
+
+
+async def test_narrowing_the_terminal_hides_the_participant_list(
+    alice: ChatApp, bob: ChatClient
+) -> None:
+    async with alice.run_test(size=(120, 24)) as pilot:
+        sidebar = alice.query_one(ParticipantList)
+        await until(pilot, lambda: "bob" in people(alice))
+        assert sidebar.display
+        await pilot.resize_terminal(60, 24)
+        await until(pilot, lambda: not sidebar.display)
+        await pilot.resize_terminal(100, 24)
+        await until(pilot, lambda: sidebar.display)
+
+
+async def test_on_a_narrow_screen_the_list_hides_once_someone_is_chosen(
+    alice: ChatApp, bob: ChatClient
+) -> None:
+    async with alice.run_test(size=(60, 24)) as pilot:
+        sidebar = alice.query_one(ParticipantList)
+        await until(pilot, lambda: "bob" in people(alice))
+        await burst(pilot, "f2", "enter")  # F2 starts on bob
+        await wait_event(bob, ChatOpened)
+        await until(pilot, lambda: isinstance(alice.focused, CommandInput))
+        assert not sidebar.display
+        await pilot.resize_terminal(100, 24)
+        await until(pilot, lambda: sidebar.display)
+        await pilot.resize_terminal(60, 24)
+        await until(pilot, lambda: not sidebar.display)

@@ -340,9 +340,14 @@ class ChatApp(App[int]):
         self.screen.set_focus(people)
 
     def action_focus_input(self) -> None:
+        self.query_one(CommandInput).focus()
+
+    @on(events.DescendantBlur, "ParticipantList")
+    def _people_left(self) -> None:
+        # F2 shows the list on a narrow screen until the user is done with it: Escape,
+        # someone chosen, or a click elsewhere.
         self._people_shown = False
         self._fit_people(self.size.width)
-        self.query_one(CommandInput).focus()
 
     def action_help(self) -> None:
         self.show(self.presenter.info(commands.HELP + "\n" + KEYS_HELP))
