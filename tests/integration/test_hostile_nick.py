@@ -1,0 +1,245 @@
+"""change_nick, the NICK_ fallback and /ignore under hostile timing and hostile servers:
+real servers on loopback, real clients, real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from p2pchat import ChatError
+from p2pchat.client import ChatClient, NotConnectedError, RegistrationError
+from p2pchat.events import (
+    BroadcastReceived,
+    ChatClosed,
+    ChatFailed,
+    ChatOpened,
+    ChatReceived,
+    NickChanged,
+    PeerJoined,
+    PeerLeft,
+    Registered,
+)
+from p2pchat.server import ChatServer
+
+from ._support import FakeServer, RawClient, RawPeer, joined, register_with, wait_event
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[ChatClient]]:
+    clients: list[ChatClient] = []
+    yield clients
+    for client in clients:
+        await client.close()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def until(condition: object, timeout: float = 5.0) -> None:
+    """Waits, a loop turn at a time, until ``condition()`` holds."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+async def test_close_during_change_nick_leaves_nothing_registered(server: ChatServer) -> None:
+    """close() while change_nick leaves and registers again: the client ends closed,
+    not registered behind the user's back, and change_nick says why."""
+    for step in range(2):
+        alice = await joined(server.port, "alice")
+        renaming = asyncio.ensure_future(alice.change_nick("alicia"))
+        for _ in range(step * 3):
+            await asyncio.sleep(0)
+        await alice.close()
+        outcome = (await asyncio.gather(renaming, return_exceptions=True))[0]
+        assert outcome is None or isinstance(outcome, ChatError), outcome
+        assert not alice.connected
+        await until(lambda: len(server.registry) == 0)
+        await asyncio.sleep(0.2)  # a registration racing close() would have arrived
+        assert len(server.registry) == 0, [p.nick for p in server.registry.participants()]
+        assert not alice.connected
+
+
+async def test_two_change_nicks_at_once_both_happen_in_order(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """Two /nick in a burst (a program calling change_nick twice without waiting):
+    the second waits for the first instead of failing with 'not connected'."""
+    alice = await joined(server.port, "alice")
+    closing.append(alice)
+    first = asyncio.ensure_future(alice.change_nick("alicia"))
+    second = asyncio.ensure_future(alice.change_nick("ally"))
+    await asyncio.gather(first, second)
+    assert alice.nick == "ally" and alice.wanted_nick == "ally"
+    assert [p.nick for p in server.registry.participants()] == ["ally"]
+
+
+async def test_change_nick_to_another_case_of_ours(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    alice = await joined(server.port, "Alice")
+    closing.append(alice)
+    await alice.change_nick("alice")
+    changed = await wait_event(alice, NickChanged)
+    assert (changed.old, changed.new) == ("Alice", "alice")
+    assert alice.nick == "alice" and [p.nick for p in server.registry.participants()] == ["alice"]
+    await alice.change_nick("alice")  # the same: nothing happens
+    assert alice.nick == "alice"
+
+
+async def test_change_nick_while_a_chat_is_pending_and_another_has_unsent_texts(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """A request carl never answers still fails once, as 'did not answer'; texts waiting
+    for bob's chat go out once it opens after the rename."""
+    alice = await joined(server.port, "alice")
+    closing.append(alice)
+    carl = RawPeer("carl")
+    await carl.register(server.port)
+    try:
+        bob = await joined(server.port, "bob")
+        closing.append(bob)
+        await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "bob")
+        alice.start_chat("carl")
+        await carl.datagram()  # the INIT came; carl stays silent
+        await alice.send_chat("bob", "one")
+        await alice.send_chat("bob", "two")
+        await alice.change_nick("alicia")
+        got = [(await wait_event(bob, ChatReceived)).text for _ in range(2)]
+        assert got == ["one", "two"]
+        failed = await wait_event(alice, ChatFailed, timeout=8)
+        assert (failed.peer, failed.reason) == ("carl", "carl did not answer")
+    finally:
+        carl.close()
+
+
+async def test_fifty_renames_while_a_peer_talks(server: ChatServer) -> None:
+    """50 renames while bob chats directly the whole time: every direct message arrives
+    once, in order; no socket or task is left behind."""
+    fds, tasks = open_fds(), len(asyncio.all_tasks())
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    await wait_event(alice, PeerJoined)
+    await bob.send_chat("alice", "m0")
+    await wait_event(alice, ChatOpened)
+    sent = 1
+    for i in range(50):
+        await alice.change_nick(f"alice{i}")
+        await bob.send_chat("alice", f"m{sent}")
+        sent += 1
+        await alice.send_chat("bob", f"a{i}")
+    got: list[str] = []
+    async with asyncio.timeout(10):
+        while len(got) < sent:
+            event = await alice.next_event()
+            if isinstance(event, ChatReceived):
+                got.append(event.text)
+            assert not isinstance(event, ChatClosed | ChatFailed), event
+    assert got == [f"m{i}" for i in range(sent)]
+    back: list[str] = []
+    async with asyncio.timeout(10):
+        while len(back) < 50:
+            event = await bob.next_event()
+            if isinstance(event, ChatReceived):
+                back.append(event.text)
+            assert not isinstance(event, ChatClosed | ChatFailed), event
+    assert back == [f"a{i}" for i in range(50)]
+    await alice.close()
+    await bob.close()
+    await until(lambda: len(server.registry) == 0)
+    await until(lambda: len(asyncio.all_tasks()) <= tasks)
+    await until(lambda: open_fds() <= fds + 2)  # the server's own sockets may linger a turn
+    assert open_fds() <= fds + 2
+
+
+async def test_a_rename_is_not_refused_for_the_address_when_the_server_lags(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """Broadcasts keep flowing to us between renames."""
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    closing += [alice, bob]
+    for i in range(10):
+        await alice.change_nick(f"a{i}")
+        await bob.broadcast(f"b{i}")
+        assert (await wait_event(alice, BroadcastReceived)).text == f"b{i}"
+
+
+def listing(register: bytes) -> bytes:
+    """A LIST of the registrant alone, from its REGISTER line."""
+    return b"LIST:" + register[len(b"REGISTER:") :]
+
+
+async def renamed_on_fake(fake: FakeServer) -> tuple[ChatClient, RawClient]:
+    """alice registered on ``fake``, having asked to become alicia: the fake holds the
+    new connection, the REGISTER for alicia read and not yet answered."""
+    alice = ChatClient("alice", "127.0.0.1", fake.port, reconnect=False)
+    first = await register_with(fake, alice, listing)
+    renaming = asyncio.ensure_future(alice.change_nick("alicia"))
+    assert await first.reader.read() == b""  # alice half-closed: the server's turn
+    await first.close()
+    second = await fake.accept()
+    async with asyncio.timeout(5):
+        assert (await second.reader.readline()).startswith(b"REGISTER:alicia:")
+    alice._test_renaming = renaming  # type: ignore[attr-defined]
+    return alice, second
+
+
+async def test_close_while_registering_again_does_not_stay_registered() -> None:
+    """close() while the server has not answered the new REGISTER: when the answer
+    comes, the client does not take the connection (nobody would close it)."""
+    fake = FakeServer()
+    await fake.start()
+    try:
+        alice, second = await renamed_on_fake(fake)
+        renaming: asyncio.Future[None] = alice._test_renaming  # type: ignore[attr-defined]
+        closing = asyncio.ensure_future(alice.close())
+        await asyncio.sleep(0)
+        second.send(b"LIST:alicia:127.0.0.1:5000\r\n")
+        await second.drain()
+        await closing
+        with pytest.raises(NotConnectedError, match="closing"):
+            await renaming
+        assert not alice.connected
+        await second.expect_closed()
+    finally:
+        await fake.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HELLO\r\nBROADCAST:x:abc:zz\r\n", b"", b"ERROR:6:in use\r\n" * 2],
+    ids=["garbage", "closed", "refused-twice"],
+)
+async def test_a_server_that_fails_the_new_registration(answer: bytes) -> None:
+    """Garbage, a closed connection, or both nicknames refused: change_nick raises a
+    ChatError, and the client reconnects by itself (here: no reconnect, so Disconnected)."""
+    fake = FakeServer()
+    await fake.start()
+    try:
+        alice, second = await renamed_on_fake(fake)
+        renaming: asyncio.Future[None] = alice._test_renaming  # type: ignore[attr-defined]
+        if answer.startswith(b"ERROR"):
+            second.send(answer[: len(answer) // 2])
+            await second.drain()
+            async with asyncio.timeout(5):
+                assert (await second.reader.readline()).startswith(b"REGISTER:alice:")
+            second.send(answer[len(answer) // 2 :])
+        else:
+            second.send(answer)
+        await second.drain()
+        if not answer:
+            await second.close()
+        with pytest.raises(ChatError):
+            await renaming
+        assert alice.nick == "alice" and not alice.connected
+        await alice.close()
+    finally:
+        await fake.close()
+
+
+_unused = (RegistrationError, PeerLeft, Registered)
