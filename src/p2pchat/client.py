@@ -412,8 +412,10 @@ class ChatClient:
                     return event
                 case Error(text=text):
                     return text
-                case RemoteProtocolError():
+                case RemoteProtocolError(fatal=True):
                     raise ConnectError(f"the server sent garbage: {event}")
+                case RemoteProtocolError():  # a line we cannot use: skipped (docs/PROTOCOL.md section 4)
+                    log.warning("bad message from the server: %s", event)
                 case _:  # e.g. an UPDATE about ourselves from some servers
                     continue
         raise ConnectError("the server closed the connection during registration")

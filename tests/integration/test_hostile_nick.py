@@ -242,4 +242,18 @@ async def test_a_server_that_fails_the_new_registration(answer: bytes) -> None:
         await fake.close()
 
 
+async def test_a_line_the_client_cannot_use_before_the_list_is_skipped() -> None:
+    """docs/PROTOCOL.md section 4: a client skips a server message it cannot use and goes
+    on; an unknown command before the LIST does not fail the registration."""
+    fake = FakeServer()
+    await fake.start()
+    alice = ChatClient("alice", "127.0.0.1", fake.port, reconnect=False)
+    try:
+        await register_with(fake, alice, lambda r: b"NOTICE:welcome\r\n" + listing(r))
+        assert alice.connected and alice.nick == "alice"
+    finally:
+        await alice.close()
+        await fake.close()
+
+
 _unused = (RegistrationError, PeerLeft, Registered)
