@@ -24,6 +24,8 @@ from p2pchat.events import (
 )
 from p2pchat.server import ChatServer
 
+from ._programs import Program, client
+from ._programs import start_server as start_server_program
 from ._support import FakeServer, RawClient, RawPeer, joined, register_with, wait_event
 
 
@@ -31,8 +33,8 @@ from ._support import FakeServer, RawClient, RawPeer, joined, register_with, wai
 async def closing() -> AsyncIterator[list[ChatClient]]:
     clients: list[ChatClient] = []
     yield clients
-    for client in clients:
-        await client.close()
+    for each in clients:
+        await each.close()
 
 
 def open_fds() -> int:
@@ -257,3 +259,54 @@ async def test_a_line_the_client_cannot_use_before_the_list_is_skipped() -> None
 
 
 _unused = (RegistrationError, PeerLeft, Registered)
+
+
+# -- /nick in the line modes: real processes against the server program -----------------
+
+
+async def test_nick_in_json_mode(programs: list[Program]) -> None:
+    """/nick: a nick_changed event, the others see a leave and a join, a refused /nick is
+    an error and keeps the old nickname, /nick to the nickname we have says so."""
+    _server, port = await start_server_program(programs)
+    alice = await client(programs, port, "alice", "--json")
+    await alice.expect("registered", nick="alice")
+    bob = await client(programs, port, "bob", "--json")
+    await bob.expect("registered", nick="bob")
+    await alice.expect("join", nick="bob")
+    await alice.type("/nick alicia")
+    changed = await alice.expect("nick_changed")
+    assert (changed["old"], changed["new"], changed["reason"]) == (
+        "alice",
+        "alicia",
+        "you changed it",
+    )
+    await alice.expect("registered", nick="alicia")
+    await bob.expect("leave", nick="alice")
+    await bob.expect("join", nick="alicia")
+    await alice.type("/nick BOB")
+    error = await alice.expect("error")
+    assert "'BOB' is already in use" in error["message"], error
+    await alice.type("/nick alicia")
+    info = await alice.expect("info")
+    assert "alicia" in info["message"], info
+    await alice.type("/who")
+    listed = await alice.expect("participants")
+    assert [p["nick"] for p in listed["participants"]] == ["alicia", "bob"]
+    await alice.type("still here")
+    assert (await bob.expect("broadcast"))["from"] == "alicia"
+    assert (await alice.finish())[0] == 0
+
+
+async def test_nick_in_plain_mode(programs: list[Program]) -> None:
+    _server, port = await start_server_program(programs)
+    alice = await client(programs, port, "alice", "--plain")
+    assert "registered as alice" in await alice.line()
+    assert "1 participant(s)" in await alice.line()
+    await alice.type("/nick bad:nick", "/nick alicia")
+    lines = [await alice.line() for _ in range(2)]
+    assert "contains ':'" in lines[0], lines
+    assert "alice is now alicia (you changed it)" in lines[1], lines
+    await alice.type("/nick alicia")
+    rest = [await alice.line() for _ in range(3)]  # registered, participants, the answer
+    assert "you are already alicia" in rest[-1], rest
+    assert (await alice.finish())[0] == 0
