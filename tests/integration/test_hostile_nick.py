@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from p2pchat import ChatError
-from p2pchat.client import ChatClient, NotConnectedError, RegistrationError
+from p2pchat.client import ChatClient, DirectChatError, NotConnectedError, RegistrationError
 from p2pchat.events import (
     BroadcastReceived,
     ChatClosed,
@@ -18,6 +18,7 @@ from p2pchat.events import (
     ChatOpened,
     ChatReceived,
     NickChanged,
+    Notice,
     PeerJoined,
     PeerLeft,
     Registered,
@@ -310,3 +311,86 @@ async def test_nick_in_plain_mode(programs: list[Program]) -> None:
     rest = [await alice.line() for _ in range(3)]  # registered, participants, the answer
     assert "you are already alicia" in rest[-1], rest
     assert (await alice.finish())[0] == 0
+
+
+async def test_a_peer_that_renames_during_an_open_chat(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """bob becomes robert (same address) while his chat with alice is open: the chat goes
+    on under the name it was opened with; alice asking robert for a chat replaces it (the
+    same person, docs/PROTOCOL.md decision 24), and nothing is lost either way."""
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    closing += [alice, bob]
+    await wait_event(alice, PeerJoined)
+    await alice.send_chat("bob", "hi bob")
+    assert (await wait_event(bob, ChatReceived)).text == "hi bob"
+    await bob.change_nick("robert")
+    await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "robert")
+    await bob.send_chat("alice", "still me")
+    assert await wait_event(alice, ChatReceived) == ChatReceived("bob", "still me")
+    await alice.send_chat("robert", "hi robert")
+    assert (await wait_event(bob, ChatReceived)).text == "hi robert"
+    assert (await wait_event(alice, ChatClosed)).peer == "bob"
+    await bob.send_chat("alice", "new chat")
+    assert await wait_event(alice, ChatReceived) == ChatReceived("robert", "new chat")
+
+
+# -- /ignore against renames and chats being opened ---------------------------------------
+
+
+async def test_an_ignored_participant_who_renames_stays_ignored(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """bob, ignored, becomes robert: same address, so the same person; alice is told, and
+    robert's broadcasts and chats are refused as bob's were, until she unignores robert."""
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    carol = await joined(server.port, "carol")
+    closing += [alice, bob, carol]
+    await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "carol")
+    alice.ignore("bob")
+    await bob.change_nick("robert")
+    notice = await wait_event(alice, Notice)
+    assert notice.text == "still ignoring bob: now robert, at the same address"
+    assert alice.ignored == {"bob", "robert"}
+    await bob.broadcast("can you hear me")
+    await carol.broadcast("marker")
+    assert (await wait_event(alice, BroadcastReceived)).nick == "carol"
+    with pytest.raises(DirectChatError, match="you ignore robert"):
+        await alice.open_chat("robert")
+    await carol.change_nick("caroline")  # someone else renaming is not caught up in it
+    await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "caroline")
+    assert alice.ignored == {"bob", "robert"}
+    alice.unignore("robert")
+    await bob.change_nick("bobby")  # unignored: no longer followed
+    await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "bobby")
+    await bob.broadcast("back")
+    assert await wait_event(alice, BroadcastReceived) == BroadcastReceived("bobby", "back")
+
+
+async def test_ignore_while_a_chat_opens_then_unignore_and_chat(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    alice = await joined(server.port, "alice")
+    carl = RawPeer("carl")
+    await carl.register(server.port)
+    closing.append(alice)
+    try:
+        await wait_event(alice, PeerJoined)
+        await alice.send_chat("carl", "waiting")
+        await carl.datagram()  # the INIT; carl does not answer yet
+        alice.ignore("carl")
+        failed = await wait_event(alice, ChatFailed)
+        assert (failed.reason, failed.unsent) == ("you ignored carl", ("waiting",))
+        assert alice.chat_state("carl") is None
+        alice.unignore("carl")
+        bob = await joined(server.port, "bob")
+        closing.append(bob)
+        await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "bob")
+        alice.ignore("bob")
+        alice.unignore("bob")
+        await alice.send_chat("bob", "after all")
+        assert (await wait_event(bob, ChatReceived)).text == "after all"
+    finally:
+        carl.close()
