@@ -29,6 +29,7 @@ from .core import (
     ClientCore,
     ClientLimits,
     DirectAction,
+    all_taken,
     nick_taken,
 )
 from .direct import DirectChatManager
@@ -508,10 +509,12 @@ class ChatClient:
             if when is None:
                 return None
             await asyncio.sleep(max(0.0, when - loop.time()))
+            nicks = self._core.candidates(fallback=True)
             try:
-                reader, writer, _, _ = await self._establish(
-                    self._core.candidates(fallback=True), go_on=nick_taken
-                )
+                reader, writer, _, _ = await self._establish(nicks, go_on=nick_taken)
+            except RegistrationError as error:
+                reason = all_taken(nicks) if nick_taken(str(error)) else str(error)
+                continue
             except ChatError as error:
                 reason = str(error)
                 continue

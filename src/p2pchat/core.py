@@ -68,6 +68,7 @@ __all__ = [
     "ClientLimits",
     "DirectCore",
     "ReconnectSchedule",
+    "all_taken",
     "closed_by_peer",
     "fallback_nick",
     "nick_taken",
@@ -624,6 +625,14 @@ def fallback_nick(wanted: str, n: int) -> str:
     """The n-th alternative to ``wanted`` (1 first): ``NICK_``, ``NICK__``, ... trimmed
     so that it stays within the 32 characters a nickname may have (docs/PROTOCOL.md decision 5)."""
     return wanted[: NICK_MAX_CHARS - n] + "_" * n
+
+
+def all_taken(nicks: list[str]) -> str:
+    """What the user is told when the server refused each of ``candidates``, for being
+    taken: the last ERROR alone would name only the last alternative."""
+    if len(nicks) == 1:
+        return f"'{nicks[0]}' is taken"
+    return f"'{nicks[0]}' and its alternatives {nicks[1]} to {nicks[-1]} are all taken"
 
 
 class ClientCore:

@@ -4,12 +4,13 @@ real servers on loopback, real clients, real sockets."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import AsyncIterator
 
 import pytest
 
-from p2pchat import ChatError
+from p2pchat import ChatError, ClientConfig
 from p2pchat.client import ChatClient, DirectChatError, NotConnectedError, RegistrationError
 from p2pchat.events import (
     BroadcastReceived,
@@ -17,6 +18,7 @@ from p2pchat.events import (
     ChatFailed,
     ChatOpened,
     ChatReceived,
+    Disconnected,
     NickChanged,
     Notice,
     PeerJoined,
@@ -394,3 +396,55 @@ async def test_ignore_while_a_chat_opens_then_unignore_and_chat(
         assert (await wait_event(bob, ChatReceived)).text == "after all"
     finally:
         carl.close()
+
+
+# -- the NICK_ fallback against servers that refuse every nickname -------------------------
+
+
+async def test_every_fallback_taken_is_bounded_and_said_clearly() -> None:
+    """A server that takes our first REGISTER, then, after a restart, answers every
+    REGISTER with 'in use' forever: each attempt tries six nicknames and gives up, the
+    attempts follow the reconnect schedule (no hot loop), and the user is told that
+    the nickname and all its alternatives are taken."""
+    registers: list[list[bytes]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        mine: list[bytes] = []
+        registers.append(mine)
+        while line := await reader.readline():
+            mine.append(line)
+            if len(registers) == 1:
+                writer.write(listing(line))
+                await writer.drain()
+                writer.close()  # the restart
+                return
+            nick = line.split(b":")[1]
+            text = b"nickname '" + nick + b"' is already in use"
+            writer.write(b"ERROR:%d:%s\r\n" % (len(text), text))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    config = ClientConfig("b" * 32, "127.0.0.1", server.sockets[0].getsockname()[1])
+    config = dataclasses.replace(config, reconnect_caps=(0.2,))
+    bob = ChatClient.from_config(config)
+    try:
+        await bob.connect()
+        await wait_event(bob, Disconnected)  # the restart
+        refused = await wait_event(bob, Disconnected)
+        assert refused.reason == (
+            f"'{'b' * 32}' and its alternatives {'b' * 31}_ to {'b' * 27}_____ are all taken"
+        )
+        started = asyncio.get_running_loop().time()
+        for _ in range(3):
+            await wait_event(bob, Disconnected)
+        spent = asyncio.get_running_loop().time() - started
+        # Three more attempts at most 0.2 s apart each; none hotter than the schedule.
+        assert spent <= 3 * 0.2 + 1.0
+        attempts = registers[1:]
+        assert all(len(sent) <= 6 for sent in attempts), [len(s) for s in attempts]
+        assert len(attempts) <= 6
+        assert not bob.connected and bob.nick == "b" * 32
+    finally:
+        await bob.close()
+        server.close()
