@@ -29,6 +29,7 @@ from .core import (
     ClientCore,
     ClientLimits,
     DirectAction,
+    all_taken,
     nick_taken,
 )
 from .direct import DirectChatManager
@@ -138,6 +139,7 @@ class ChatClient:
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
         self._renaming = False  # change_nick has left the server and registers again
+        self._nick_lock = asyncio.Lock()  # one change_nick at a time, in the order called
         self._direct = DirectChatManager(self._core.direct, self._events, self.limits)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -261,13 +263,20 @@ class ChatClient:
         (docs/PROTOCOL.md decision 23): the others see us leave and join. If the server
         refuses ``nick``, we register again under the nickname we had, and
         RegistrationError says why; InvalidInputError for a nickname the protocol
-        cannot carry, NotConnectedError while the server connection is down."""
+        cannot carry, NotConnectedError while the server connection is down or the
+        client closes. Calls made while one is under way wait for it, in turn."""
         try:
             new = check_nick(nick)
         except LocalProtocolError as error:
             raise InvalidInputError(str(error)) from None
+        async with self._nick_lock:
+            await self._change_nick(new)
+
+    async def _change_nick(self, new: str) -> None:
         writer, task = self._writer, self._reader_task
-        if writer is None or task is None or self._renaming:
+        if self._closing:
+            raise NotConnectedError("the client is closing")
+        if writer is None or task is None:
             raise NotConnectedError("not connected to the server")
         old = self.nick
         if new == old:
@@ -275,15 +284,22 @@ class ChatClient:
         self._renaming = True
         try:
             await self._leave(writer, task)
+            if self._closing:  # close() came while we left: stay away
+                raise NotConnectedError("the client is closing")
             try:
                 reader, writer, me, refusal = await self._establish(
                     [new, old], NICK_CHANGED_BY_YOU, go_on=lambda _text: True
                 )
             except ChatError as error:
-                self._reconnect_after(str(error))
+                if not self._closing:
+                    self._reconnect_after(str(error))
                 raise
         finally:
             self._renaming = False
+        if self._closing:  # close() came while we registered again: leave at once
+            writer.close()
+            self._writer = None
+            raise NotConnectedError("the client is closing")
         self._start_reading(reader, writer)
         if me.nick != new:
             raise RegistrationError(refusal or f"'{new}' was refused")
@@ -397,8 +413,10 @@ class ChatClient:
                     return event
                 case Error(text=text):
                     return text
-                case RemoteProtocolError():
+                case RemoteProtocolError(fatal=True):
                     raise ConnectError(f"the server sent garbage: {event}")
+                case RemoteProtocolError():  # a line we cannot use: skipped (docs/PROTOCOL.md section 4)
+                    log.warning("bad message from the server: %s", event)
                 case _:  # e.g. an UPDATE about ourselves from some servers
                     continue
         raise ConnectError("the server closed the connection during registration")
@@ -437,9 +455,9 @@ class ChatClient:
         with contextlib.suppress(OSError):
             if writer.can_write_eof():
                 writer.write_eof()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.server_timeout):
-                await asyncio.shield(task)
+        # wait(), not shield(): close() may cancel the task meanwhile, and that must
+        # not raise CancelledError into change_nick.
+        await asyncio.wait({task}, timeout=self.config.server_timeout)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -491,10 +509,12 @@ class ChatClient:
             if when is None:
                 return None
             await asyncio.sleep(max(0.0, when - loop.time()))
+            nicks = self._core.candidates(fallback=True)
             try:
-                reader, writer, _, _ = await self._establish(
-                    self._core.candidates(fallback=True), go_on=nick_taken
-                )
+                reader, writer, _, _ = await self._establish(nicks, go_on=nick_taken)
+            except RegistrationError as error:
+                reason = all_taken(nicks) if nick_taken(str(error)) else str(error)
+                continue
             except ChatError as error:
                 reason = str(error)
                 continue

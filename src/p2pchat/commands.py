@@ -153,6 +153,9 @@ class Nick(_Command):
     new: str
 
     async def run(self, s: Session) -> None:
+        if self.new == s.client.nick:  # no change, so no event: say so rather than nothing
+            s.show(s.presenter.info(f"you are already {self.new}"))
+            return
         await s.client.change_nick(self.new)  # a NickChanged event says it is done
 
 

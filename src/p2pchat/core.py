@@ -68,6 +68,7 @@ __all__ = [
     "ClientLimits",
     "DirectCore",
     "ReconnectSchedule",
+    "all_taken",
     "closed_by_peer",
     "fallback_nick",
     "nick_taken",
@@ -626,6 +627,14 @@ def fallback_nick(wanted: str, n: int) -> str:
     return wanted[: NICK_MAX_CHARS - n] + "_" * n
 
 
+def all_taken(nicks: list[str]) -> str:
+    """What the user is told when the server refused each of ``candidates``, for being
+    taken: the last ERROR alone would name only the last alternative."""
+    if len(nicks) == 1:
+        return f"'{nicks[0]}' is taken"
+    return f"'{nicks[0]}' and its alternatives {nicks[1]} to {nicks[-1]} are all taken"
+
+
 class ClientCore:
     """One client's view of its server: who is registered, whom it ignores, its own
     nickname, and its direct chats (``direct``)."""
@@ -639,6 +648,10 @@ class ClientCore:
         self.accept_direct = config.accept_direct
         self.peers = PeerTable(self.nick, limit=self.limits.max_participants)
         self._ignored: set[str] = set()
+        # The UDP addresses of the participants ignored, with the nickname last ignored
+        # there: one who leaves and joins again from it under another nickname (what
+        # /nick looks like to the others) stays ignored. One entry per /ignore at most.
+        self._ignored_at: dict[tuple[str, int], str] = {}
         self._told_full = False  # the user knows the participant table is full
         self.direct = DirectCore(
             self.nick, self.peers, self.refuses, self.limits, ignores=self.ignores
@@ -662,13 +675,33 @@ class ClientCore:
         """Hides ``nick``'s broadcasts and refuses their direct chats; one pending or
         open ends now, so nothing more from them reaches the user."""
         self._ignored.add(nick_key(nick))
+        peer = self.peers.get(nick)
+        if peer is not None:
+            self._ignored_at[peer.udp_address] = peer.nick
         hs = self.direct.get(nick)
         if hs is None:
             return []
         return self.direct.refused(nick, ignored_reason(hs.peer.nick), now)
 
     def unignore(self, nick: str) -> None:
-        self._ignored.discard(nick_key(nick))
+        key = nick_key(nick)
+        self._ignored.discard(key)
+        for address, ignored in list(self._ignored_at.items()):
+            if nick_key(ignored) == key:
+                del self._ignored_at[address]
+
+    def _renamed_ignored(self, peer: Participant) -> list[Emit]:
+        """``peer`` is registered from the address of someone ignored, under another
+        nickname: the same person renamed (a p2pchat client keeps its UDP socket
+        across /nick), so they stay ignored, and the user is told."""
+        old = self._ignored_at.get(peer.udp_address)
+        if old is None or peer.key in self._ignored:
+            return []
+        self._ignored.add(peer.key)
+        self._ignored_at[peer.udp_address] = peer.nick
+        text = f"still ignoring {old}: now {peer.nick}, at the same address"
+        client_log.info("%s", text)
+        return [Emit(Notice(text))]
 
     # -- registration
 
@@ -727,7 +760,7 @@ class ClientCore:
                 if not changed:
                     return []
                 if action is Action.JOIN:
-                    return [Emit(PeerJoined(participant))]
+                    return [Emit(PeerJoined(participant)), *self._renamed_ignored(participant)]
                 return [*self.direct.peer_left(participant, now), Emit(PeerLeft(participant))]
             case ParticipantList(participants=participants):
                 return [*self._take_list(participants)]
@@ -740,6 +773,9 @@ class ClientCore:
     def _take_list(self, participants: tuple[Participant, ...]) -> list[Emit]:
         left_out = self.peers.replace(participants)
         actions = [Emit(ParticipantsListed(self.participants()))]
+        if self._ignored_at:
+            for peer in self.peers:
+                actions += self._renamed_ignored(peer)
         if left_out:
             actions += self._table_full(
                 f"{self.limits.max_participants} participants held, the limit: "

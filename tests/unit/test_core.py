@@ -38,10 +38,21 @@ from p2pchat.events import (
     ChatFailed,
     ChatOpened,
     NickChanged,
+    Notice,
+    PeerJoined,
     PeerLeft,
     Registered,
 )
-from p2pchat.protocol import Ack, Action, Broadcast, Init, Participant, Update, decode_datagram
+from p2pchat.protocol import (
+    Ack,
+    Action,
+    Broadcast,
+    Init,
+    Participant,
+    ParticipantList,
+    Update,
+    decode_datagram,
+)
 from p2pchat.state import ChatState, Handshake
 
 ALICE = Participant("alice", "127.0.0.1", 4001)
@@ -490,3 +501,22 @@ def test_any_history_leaves_no_live_chat_without_a_timer_or_session(steps: list[
     sent = [frame.decode().split(":", 2)[2].rstrip("\r\n") for frame in world.sent]
     outcomes = sorted(sent + world.reported)
     assert outcomes == sorted(f"t{i}" for i in range(1, texts + 1))
+
+
+def test_an_ignored_participant_found_under_another_nickname_at_their_address() -> None:
+    """After a reconnect the LIST may show bob, ignored, under a new nickname at his
+    address: he stays ignored, once told; someone at another address is not touched."""
+    core = core_with(BOB, AARON)
+    core.ignore("bob", 0.0)
+    robert = Participant("robert", BOB.ip, BOB.udp_port)
+    me = Participant("alice", "127.0.0.1", 4001)
+    listed = core.registered(me, (me, robert, AARON), "")
+    notices = [a.event.text for a in listed if isinstance(a.event, Notice)]
+    assert notices == ["still ignoring bob: now robert, at the same address"]
+    assert core.ignored == {"bob", "robert"}
+    again = core.server_message(ParticipantList((me, robert, AARON)), 1.0)
+    assert not [a for a in again if isinstance(a, Emit) and isinstance(a.event, Notice)]
+    core.unignore("robert")
+    bobby = Participant("bobby", BOB.ip, BOB.udp_port)
+    joined = core.server_message(Update(Action.JOIN, bobby), 2.0)
+    assert [type(a.event) for a in joined if isinstance(a, Emit)] == [PeerJoined]
