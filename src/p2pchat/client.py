@@ -275,6 +275,8 @@ class ChatClient:
         self._renaming = True
         try:
             await self._leave(writer, task)
+            if self._closing:  # close() ran while we left
+                raise NotConnectedError("the client was closed")
             try:
                 reader, writer, me, refusal = await self._establish(
                     [new, old], NICK_CHANGED_BY_YOU, go_on=lambda _text: True
@@ -369,11 +371,13 @@ class ChatClient:
                 refusal = refusal or answer
                 if i + 1 == len(nicks) or not go_on(answer):
                     raise RegistrationError(answer)
-        except (OSError, TimeoutError, RegistrationError, ConnectError) as error:
+            if self._closing:  # close() ran meanwhile, and cannot see this connection
+                raise NotConnectedError("the client was closed")
+        except (OSError, TimeoutError, ChatError) as error:
             writer.close()
             if first:  # a first attempt binds the UDP socket: free it for the next
                 self._direct.detach_udp()
-            if isinstance(error, RegistrationError | ConnectError):
+            if isinstance(error, ChatError):
                 raise
             raise ConnectError(
                 f"registration failed: {error or 'no answer from the server'}"
@@ -437,9 +441,9 @@ class ChatClient:
         with contextlib.suppress(OSError):
             if writer.can_write_eof():
                 writer.write_eof()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.server_timeout):
-                await asyncio.shield(task)
+        # asyncio.wait, not a shield: close() may cancel the task, and that is no
+        # cancellation of ours.
+        await asyncio.wait({task}, timeout=self.config.server_timeout)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -455,6 +459,8 @@ class ChatClient:
 
     def _reconnect_after(self, reason: str) -> None:
         """The server connection is down outside the reading task (a failed change_nick)."""
+        if self._closing:
+            return
 
         async def reconnect() -> None:
             got = await self._reconnect(reason)
