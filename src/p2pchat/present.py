@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conversations import GROUP, Conversation, Direct
-from .direct import CLOSED_BY_YOU, closed_by_peer
+from .core import CLOSED_BY_YOU, closed_by_peer
 from .events import (
     BroadcastReceived,
     ChatClosed,
@@ -83,12 +83,10 @@ def mentions(text: str, nick: str) -> bool:
     return re.search(pattern, text, re.IGNORECASE) is not None
 
 
-def closed_text(event: ChatClosed, ignored: bool = False) -> str:
+def closed_text(event: ChatClosed) -> str:
     """A closed direct chat in words, for people (``--json`` keeps the bare reason)."""
     peer = printable(event.peer)
-    if ignored:
-        why = f"you ignore {peer}"
-    elif event.reason == CLOSED_BY_YOU:
+    if event.reason == CLOSED_BY_YOU:
         why = "you closed it"
     elif event.reason == closed_by_peer(event.peer):
         why = f"{peer} closed it"
@@ -147,7 +145,9 @@ def _count(n: int, what: str) -> str:
 
 @dataclass(slots=True)
 class _Chats:
-    """The direct chats as the events told them: which are open, and our texts waiting."""
+    """The direct chats as the events told them: which are open, and our texts waiting
+    to be shown once their chat opens. Which texts were not sent, the library says
+    (``ChatFailed.unsent``)."""
 
     open: set[str] = field(default_factory=set)
     waiting: dict[str, list[str]] = field(default_factory=dict)
@@ -221,8 +221,7 @@ class Presenter:
             case ChatClosed(peer=peer):
                 chat = Direct(peer)
                 self._chats.open.discard(chat.key)
-                yield Line(chat, f"*** {closed_text(event, self._ignores(peer))}", Kind.WARNING)
-                yield from self._not_sent(chat)
+                yield Line(chat, f"*** {closed_text(event)}", Kind.WARNING)
             case ChatFailed(peer=peer, reason=reason, unsent=unsent):
                 chat = Direct(peer)
                 self._chats.open.discard(chat.key)
@@ -232,7 +231,9 @@ class Presenter:
                     f"!!! direct chat with {printable(peer)} failed: {printable(reason)}{lost}",
                     Kind.ERROR,
                 )
-                yield from self._not_sent(chat)
+                self._chats.waiting.pop(chat.key, None)
+                for text in unsent:
+                    yield Line(chat, f"!!! not sent: {printable(text)}", Kind.ERROR)
             case ServerError(text=text):
                 yield Line(GROUP, f"!!! server: {printable(text)}", Kind.ERROR)
             case Disconnected(reason=reason, retry_in=retry_in):
@@ -253,10 +254,6 @@ class Presenter:
     ) -> Line:
         nick, text = printable(nick), printable(text)
         return Line(chat, f"<{nick}> {text}", kind, nick=nick, body=text, mention=mention)
-
-    def _not_sent(self, chat: Direct) -> Iterable[Line]:
-        for text in self._chats.waiting.pop(chat.key, []):
-            yield Line(chat, f"!!! not sent: {printable(text)}", Kind.ERROR)
 
     def _participants_line(
         self, participants: tuple[Participant, ...], where: Conversation | None

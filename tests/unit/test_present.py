@@ -133,8 +133,8 @@ def test_nothing_from_an_ignored_person_is_shown() -> None:
     for event in (BroadcastReceived("bob", "hi"), ChatReceived("bob", "psst")):
         report = p.event(event)
         assert report.lines == () and report.record is None
-    closed = p.event(ChatClosed("bob", "closed"))
-    assert closed.lines[0].text == "*** direct chat with bob closed (you ignore bob)"
+    closed = p.event(ChatClosed("bob", "you ignored bob"))  # as ChatClient.ignore closes it
+    assert closed.lines[0].text == "*** direct chat with bob closed (you ignored bob)"
     p.unignore("bob")
     assert p.event(BroadcastReceived("bob", "back")).lines[0].text == "<bob> back"
 
@@ -155,3 +155,32 @@ def test_leaving_a_hosted_chat_warns_in_lines_and_json() -> None:
         "event": "notice",
         "message": "you are hosting: 4 participants will be disconnected",
     }
+
+
+def test_a_chat_failing_shows_the_texts_the_library_did_not_send() -> None:
+    """The presenter may have shown a text as sent to a chat it still thought open (its
+    ChatClosed not shown yet) while the library kept it for a new chat; when that one
+    fails, the text is listed as not sent, from the event, and only once."""
+    p = Presenter("alice")
+    p.event(ChatOpened("bob", initiator=True))
+    p.sent("late", Direct("bob"))
+    p.event(ChatClosed("bob", "bob closed the chat"))
+    p.sent("more", Direct("bob"))  # typed after the close showed: waits here too
+    failed = p.event(ChatFailed("bob", "bob did not answer", ("late", "more")))
+    assert [line.text for line in failed.lines] == [
+        "!!! direct chat with bob failed: bob did not answer (2 messages not sent)",
+        "!!! not sent: late",
+        "!!! not sent: more",
+    ]
+
+
+def test_a_chat_closed_says_the_reason_it_closed_for() -> None:
+    """Ignoring someone after their chat closed (the event not shown yet) does not
+    rewrite why it closed; the library's own reason says when /ignore closed it."""
+    p = Presenter("alice")
+    p.event(ChatOpened("bob", initiator=True))
+    p.ignore("bob")
+    closed = p.event(ChatClosed("bob", "bob closed the chat"))
+    assert closed.lines[0].text == "*** direct chat with bob closed (bob closed it)"
+    closed = p.event(ChatClosed("bob", "you ignored bob"))
+    assert closed.lines[0].text == "*** direct chat with bob closed (you ignored bob)"
