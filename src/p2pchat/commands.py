@@ -132,10 +132,8 @@ class Ignore(_Command):
             return
         s.presenter.ignore(self.nick)
         s.client.ignore(self.nick)
+        # ChatClient.ignore also ends a chat with them, pending or open.
         s.show(s.presenter.info(f"ignoring {self.nick}: broadcasts hidden, direct chats refused"))
-        # The library closes an open chat with them too; closing here does the same
-        # for a library that does not, and nothing when it is closed already.
-        s.client.close_chat(self.nick)
 
 
 @dataclass(frozen=True, slots=True)
