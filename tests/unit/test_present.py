@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from p2pchat.conversations import GROUP, Direct
@@ -184,3 +187,56 @@ def test_a_chat_closed_says_the_reason_it_closed_for() -> None:
     assert closed.lines[0].text == "*** direct chat with bob closed (bob closed it)"
     closed = p.event(ChatClosed("bob", "you ignored bob"))
     assert closed.lines[0].text == "*** direct chat with bob closed (you ignored bob)"
+
+
+def _readme_json_table() -> dict[str, str]:
+    """README's table of --json events: each event name and the text of its keys."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### JSON events (`--json`)", 1)[1].split("\n#", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            for name in re.findall(r"`(\w+)`", cells[0]):
+                rows[name] = cells[1]
+    return rows
+
+
+def test_readme_documents_every_json_object_and_its_keys() -> None:
+    """Every object --json writes has its row in README, naming each of its keys."""
+    p = Presenter("alice")
+    objects = [record(event) for event in EVERY_EVENT]
+    objects += [
+        report.record
+        for report in (
+            p.info("help"),
+            p.error("bad"),
+            p.participants((BOB,)),
+            p.hosting("192.0.2.1:7777", "p2pchat --server 192.0.2.1:7777"),
+            p.leaving_hosted(2),
+        )
+        if report.record is not None
+    ]
+    rows = _readme_json_table()
+    for obj in objects:
+        name = obj["event"]
+        assert name in rows, f"README has no row for {name!r}"
+        for key in obj.keys() - {"event"}:
+            assert f"`{key}`" in rows[name], f"README's row for {name!r} does not name {key!r}"
+
+
+EVERY_EVENT = (
+    Registered(BOB),
+    ParticipantsListed((BOB,)),
+    PeerJoined(BOB),
+    PeerLeft(BOB),
+    BroadcastReceived("bob", "hi"),
+    ChatOpened("bob", True),
+    ChatReceived("bob", "hi"),
+    ChatClosed("bob", "closed"),
+    ChatFailed("bob", "no", ("a",)),
+    ServerError("bad"),
+    Disconnected("gone", None),
+    NickChanged("a", "b", "c"),
+    Notice("n"),
+)
