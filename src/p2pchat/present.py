@@ -100,6 +100,29 @@ def title(chat: Conversation) -> str:
     return printable(chat.title)
 
 
+def nick_label(nick: str) -> str:
+    """A nickname where the front end draws it itself (participant list, status line)."""
+    return printable(nick)
+
+
+def join_text(address: str, join: str | None = None) -> str:
+    """What others type to join the chat we host at ``address`` (``join`` when known)."""
+    return join or f"p2pchat --server {address}"
+
+
+def hosting_warning(others: int) -> str:
+    """What quitting a chat we host does to the ``others`` in it."""
+    return f"you are hosting: {count(others, 'participant')} will be disconnected"
+
+
+def quit_question(others: int) -> str:
+    """The full-screen client's question before quitting a chat we host."""
+    return (
+        f"You are hosting this chat: {count(others, 'participant')} will be disconnected. "
+        "Quit? Enter quits, Escape stays"
+    )
+
+
 def participant_record(p: Participant) -> dict[str, Any]:
     return {"nick": p.nick, "ip": p.ip, "udp_port": p.udp_port}
 
@@ -139,7 +162,8 @@ def participants_record(participants: Iterable[Participant]) -> dict[str, Any]:
     return {"event": "participants", "participants": [participant_record(p) for p in participants]}
 
 
-def _count(n: int, what: str) -> str:
+def count(n: int, what: str) -> str:
+    """``n`` things, in words: "1 participant", "2 participants"."""
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
@@ -225,7 +249,7 @@ class Presenter:
             case ChatFailed(peer=peer, reason=reason, unsent=unsent):
                 chat = Direct(peer)
                 self._chats.open.discard(chat.key)
-                lost = f" ({_count(len(unsent), 'message')} not sent)" if unsent else ""
+                lost = f" ({count(len(unsent), 'message')} not sent)" if unsent else ""
                 yield Line(
                     chat,
                     f"!!! direct chat with {printable(peer)} failed: {printable(reason)}{lost}",
@@ -292,14 +316,14 @@ class Presenter:
 
     def hosting(self, address: str, join: str | None = None) -> Report:
         """We host a chat at ``address``; ``join`` is the command others type to join it."""
-        join = join or f"p2pchat --server {address}"
+        join = join_text(address, join)
         text = f"*** hosting a chat on {address}; others join with: {join}"
         line = Line(GROUP, text, Kind.NOTICE, logged=False)
         return Report((line,), {"event": "hosting", "address": address, "command": join})
 
     def leaving_hosted(self, others: int) -> Report:
         """We quit a chat we host while others are in it."""
-        text = f"you are hosting: {_count(others, 'participant')} will be disconnected"
+        text = hosting_warning(others)
         line = Line(GROUP, f"!!! {text}", Kind.WARNING, logged=False)
         return Report((line,), {"event": "notice", "message": text})
 

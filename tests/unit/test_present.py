@@ -240,3 +240,15 @@ EVERY_EVENT = (
     NickChanged("a", "b", "c"),
     Notice("n"),
 )
+
+
+def test_only_the_presenter_escapes_for_the_chat_front_ends() -> None:
+    """Escaping is decided once: no other module of the chat client uses textsafe
+    (the conformance checker, p2pchat.check, is a tool of its own)."""
+    src = Path(__file__).resolve().parents[2] / "src" / "p2pchat"
+    users = sorted(
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if "textsafe import" in path.read_text() and path.parts[-2] != "check"
+    )
+    assert users == ["present.py"]

@@ -36,7 +36,7 @@ from ..events import (
     Registered,
 )
 from ..frontend import Output, execute, others_hosted
-from ..present import Kind, Presenter, Report, title
+from ..present import Kind, Presenter, Report, join_text, quit_question, title
 from ..protocol import nick_key
 from .widgets import CommandInput, ParticipantList, StatusBar
 from .widgets import Conversation as ConversationLog
@@ -52,6 +52,8 @@ Keys:
   F4             close the current direct chat and its tab
   F1             show this help
   Ctrl+Q         quit (Ctrl+C too)"""
+
+HELP = commands.HELP + "\n" + KEYS_HELP
 
 # Narrower than this, the participant list hides until F2 shows it: at 60 columns
 # a 30-column list would leave the messages less than half.
@@ -95,7 +97,7 @@ class _Session:
         self._app.action_quit()
 
     def help_text(self) -> str:
-        return commands.HELP + "\n" + KEYS_HELP
+        return HELP
 
 
 class ChatApp(App[int]):
@@ -134,7 +136,7 @@ class ChatApp(App[int]):
         self._server = server
         self._hosting = hosting
         # What others type to join, as the status line and the group tab show it.
-        self._join = join or (f"p2pchat --server {hosting}" if hosting else None)
+        self._join = join_text(hosting, join) if hosting else None
         self._clock = clock
         # Everything shown also goes through ``output`` (e.g. to conversation logs).
         self.out: Output = output(self)
@@ -311,11 +313,7 @@ class ChatApp(App[int]):
             self.exit(0)
             return
         box = self.query_one(CommandInput)
-        box.ask(
-            f"You are hosting this chat: {others} participant{'s' if others != 1 else ''} "
-            "will be disconnected. Quit? Enter quits, Escape stays",
-            lambda: self.exit(0),
-        )
+        box.ask(quit_question(others), lambda: self.exit(0))
         self.screen.set_focus(box)
 
     def action_switch_tab(self, step: int) -> None:
@@ -342,7 +340,7 @@ class ChatApp(App[int]):
         self.query_one(CommandInput).focus()
 
     def action_help(self) -> None:
-        self.show(self.presenter.info(commands.HELP + "\n" + KEYS_HELP))
+        self.show(self.presenter.info(HELP))
 
     async def action_close_tab(self) -> None:
         chat = self._current()
