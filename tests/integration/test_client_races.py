@@ -4,6 +4,7 @@ nothing may run on, and no CancelledError may reach a caller that was not cancel
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -138,3 +139,38 @@ async def test_close_while_change_nick_leaves_is_not_a_cancellation(held: HeldSe
             await renaming
     assert held.connections.empty()  # no new registration after close()
     assert not client.connected
+
+
+def _serving_servers() -> set[int]:
+    """The asyncio servers of this process that still accept connections."""
+    return {
+        id(obj)
+        for obj in gc.get_objects()
+        if isinstance(obj, asyncio.base_events.Server) and obj.is_serving()
+    }
+
+
+async def test_a_chat_closed_while_its_listener_opens_leaves_no_listener(
+    pair: tuple[ChatClient, ChatClient],
+) -> None:
+    """/chat then /close before the listener for the request is open: the listener
+    that was opening is closed too, not left accepting connections for nobody."""
+    alice, _bob = pair
+    before = _serving_servers()
+    alice.start_chat("bob")
+    for _ in range(1000):  # loop steps, not time: until the listener accepts
+        if _serving_servers() - before:
+            break
+        await asyncio.sleep(0)
+    else:
+        pytest.fail("no listener opened for the chat")
+    assert alice.chat_state("bob") is not None  # the INIT is not sent yet
+    assert alice.close_chat("bob")
+    listening = [
+        t
+        for t in asyncio.all_tasks()
+        if getattr(t.get_coro(), "__qualname__", "") == "DirectChatManager._listen"
+    ]
+    if listening:
+        await asyncio.wait(listening, timeout=TIMEOUT)
+    assert _serving_servers() - before == set()
