@@ -395,13 +395,6 @@ class DirectCore:
         self._chats.peer_left(participant.nick)
         return actions
 
-    def refused(self, nick: str, reason: str, now: float) -> list[DirectAction]:
-        """We now refuse ``nick`` (``/ignore``): a chat pending or open with them ends."""
-        hs = self.get(nick)
-        if hs is None:
-            return []
-        return self._end(hs, reason, now, failed=hs.pending)
-
     # -- the network
 
     def listening(self, hs: Handshake, port: int, now: float) -> list[DirectAction]:
@@ -665,7 +658,7 @@ class ClientCore:
         hs = self.direct.get(nick)
         if hs is None:
             return []
-        return self.direct.refused(nick, ignored_reason(hs.peer.nick), now)
+        return self.direct.close_chat(nick, ignored_reason(hs.peer.nick), now) or []
 
     def unignore(self, nick: str) -> None:
         self._ignored.discard(nick_key(nick))

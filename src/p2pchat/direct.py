@@ -50,13 +50,7 @@ from .protocol import (
 )
 from .state import ChatState, Handshake
 
-__all__ = [
-    "CLOSED_BY_YOU",
-    "DirectChatError",
-    "DirectChatManager",
-    "DirectSession",
-    "closed_by_peer",
-]
+__all__ = ["DirectChatManager", "DirectSession"]
 
 log = logging.getLogger("p2pchat.direct")
 
