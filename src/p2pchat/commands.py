@@ -190,6 +190,7 @@ class Spec:
         return " ".join((self.name, *self.args))
 
 
+# A line that is no command: /help shows it as TEXT, README as "a line not starting with /".
 SAY_HELP = "broadcast it (//text broadcasts /text)"
 
 TABLE: tuple[Spec, ...] = (
@@ -225,9 +226,7 @@ COMMAND_NAMES = tuple(SPECS)
 
 
 def help_text() -> str:
-    rows = [("TEXT", "broadcast TEXT (//text broadcasts /text)")] + [
-        (spec.usage, spec.help) for spec in TABLE
-    ]
+    rows = [(TEXT, SAY_HELP)] + [(spec.usage, spec.help) for spec in TABLE]
     width = max(len(usage) for usage, _ in rows) + 2
     return "Commands:\n" + "\n".join(f"  {usage:<{width}}{text}" for usage, text in rows)
 
