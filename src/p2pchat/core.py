@@ -253,7 +253,7 @@ DirectAction = (
 )
 
 # The reasons of a chat the user or the peer closed, as the events (and --json) carry
-# them; frontend.closed_text says them in words.
+# them; present.closed_text says them in words.
 CLOSED_BY_YOU = "closed"
 
 
