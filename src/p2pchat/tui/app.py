@@ -24,10 +24,12 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from .. import commands
 from ..client import ChatClient
 from ..conversations import GROUP, Conversation, Direct
+from ..core import CLOSED_BY_YOU
 from ..events import (
     ChatClosed,
     ChatFailed,
     ChatOpened,
+    ClientEvent,
     Disconnected,
     NickChanged,
     ParticipantsListed,
@@ -65,6 +67,15 @@ _PEOPLE_EVENTS = (ParticipantsListed, PeerJoined, PeerLeft, ChatOpened, ChatClos
 def _pane_id(chat: Conversation) -> str:
     """A widget id for a conversation: ids allow few characters, nicknames many."""
     return "direct-" + chat.key.encode().hex() if isinstance(chat, Direct) else "group"
+
+
+def _ends_chat(event: ClientEvent | None) -> bool:
+    """Whether ``event`` ends a direct chat the user may have closed the tab of (F4):
+    one that was open, or one still opening that the user closed. A tab closed
+    stays closed; a chat failing for any other reason opens one, to say so."""
+    return isinstance(event, ChatClosed) or (
+        isinstance(event, ChatFailed) and event.reason == CLOSED_BY_YOU
+    )
 
 
 def clock_now() -> str:
@@ -223,12 +234,8 @@ class ChatApp(App[int]):
                 and line.kind is Kind.ERROR
             ):
                 chat = self._current()  # an answer to a command: where it was typed
-            elif (
-                isinstance(chat, Direct)
-                and chat not in self._logs
-                and isinstance(event, ChatClosed)
-            ):
-                continue  # no tab to reopen if the user closed it
+            elif isinstance(chat, Direct) and chat not in self._logs and _ends_chat(event):
+                continue  # no tab to reopen: the user closed it
             self.conversation(chat).show(line)
             if line.kind is Kind.MESSAGE:
                 self._mark_unread(chat, line.mention)
@@ -347,10 +354,12 @@ class ChatApp(App[int]):
         if not isinstance(chat, Direct):
             self.show(self.presenter.info("the group tab stays; F4 closes a direct chat"))
             return
-        peer = self._logs.pop(chat).title
         self._unread.pop(chat, None)
-        self.client.close_chat(peer)
+        self.client.close_chat(self._logs[chat].title)
+        # The log goes once its pane has: a line shown meanwhile (an event already
+        # queued) lands in it, rather than in a new pane under the same id.
         await self.query_one(TabbedContent).remove_pane(_pane_id(chat))
+        self._logs.pop(chat, None)
         self._refresh_people()
 
 
