@@ -85,14 +85,16 @@ def mentions(text: str, nick: str) -> bool:
 
 def closed_text(event: ChatClosed) -> str:
     """A closed direct chat in words, for people (``--json`` keeps the bare reason)."""
-    peer = printable(event.peer)
-    if event.reason == CLOSED_BY_YOU:
-        why = "you closed it"
-    elif event.reason == closed_by_peer(event.peer):
-        why = f"{peer} closed it"
-    else:
-        why = printable(event.reason)
-    return f"direct chat with {peer} closed ({why})"
+    return f"direct chat with {printable(event.peer)} closed ({_why(event.peer, event.reason)})"
+
+
+def _why(peer: str, reason: str) -> str:
+    """Why a direct chat ended, in words: the library's reasons for a close by either side."""
+    if reason == CLOSED_BY_YOU:
+        return "you closed it"
+    if reason == closed_by_peer(peer):
+        return f"{printable(peer)} closed it"
+    return printable(reason)
 
 
 def title(chat: Conversation) -> str:
@@ -252,7 +254,7 @@ class Presenter:
                 lost = f" ({count(len(unsent), 'message')} not sent)" if unsent else ""
                 yield Line(
                     chat,
-                    f"!!! direct chat with {printable(peer)} failed: {printable(reason)}{lost}",
+                    f"!!! direct chat with {printable(peer)} failed: {_why(peer, reason)}{lost}",
                     Kind.ERROR,
                 )
                 self._chats.waiting.pop(chat.key, None)

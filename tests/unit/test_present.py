@@ -252,3 +252,8 @@ def test_only_the_presenter_escapes_for_the_chat_front_ends() -> None:
         if "textsafe import" in path.read_text() and path.parts[-2] != "check"
     )
     assert users == ["present.py"]
+
+
+def test_a_chat_the_user_closed_while_it_opened_says_so_in_words() -> None:
+    (line,) = Presenter("alice").event(ChatFailed("bob", "closed")).lines
+    assert line.text == "!!! direct chat with bob failed: you closed it"
