@@ -291,15 +291,10 @@ class ChatClient:
                     [new, old], NICK_CHANGED_BY_YOU, go_on=lambda _text: True
                 )
             except ChatError as error:
-                if not self._closing:
-                    self._reconnect_after(str(error))
+                self._reconnect_after(str(error))
                 raise
         finally:
             self._renaming = False
-        if self._closing:  # close() came while we registered again: leave at once
-            writer.close()
-            self._writer = None
-            raise NotConnectedError("the client is closing")
         self._start_reading(reader, writer)
         if me.nick != new:
             raise RegistrationError(refusal or f"'{new}' was refused")
@@ -385,11 +380,13 @@ class ChatClient:
                 refusal = refusal or answer
                 if i + 1 == len(nicks) or not go_on(answer):
                     raise RegistrationError(answer)
-        except (OSError, TimeoutError, RegistrationError, ConnectError) as error:
+            if self._closing:  # close() ran meanwhile, and cannot see this connection
+                raise NotConnectedError("the client is closing")
+        except (OSError, TimeoutError, ChatError) as error:
             writer.close()
             if first:  # a first attempt binds the UDP socket: free it for the next
                 self._direct.detach_udp()
-            if isinstance(error, RegistrationError | ConnectError):
+            if isinstance(error, ChatError):
                 raise
             raise ConnectError(
                 f"registration failed: {error or 'no answer from the server'}"
@@ -473,6 +470,8 @@ class ChatClient:
 
     def _reconnect_after(self, reason: str) -> None:
         """The server connection is down outside the reading task (a failed change_nick)."""
+        if self._closing:
+            return
 
         async def reconnect() -> None:
             got = await self._reconnect(reason)

@@ -132,10 +132,8 @@ class Ignore(_Command):
             return
         s.presenter.ignore(self.nick)
         s.client.ignore(self.nick)
+        # ChatClient.ignore also ends a chat with them, pending or open.
         s.show(s.presenter.info(f"ignoring {self.nick}: broadcasts hidden, direct chats refused"))
-        # The library closes an open chat with them too; closing here does the same
-        # for a library that does not, and nothing when it is closed already.
-        s.client.close_chat(self.nick)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +193,7 @@ class Spec:
         return " ".join((self.name, *self.args))
 
 
+# A line that is no command: /help shows it as TEXT, README as "a line not starting with /".
 SAY_HELP = "broadcast it (//text broadcasts /text)"
 
 TABLE: tuple[Spec, ...] = (
@@ -230,9 +229,7 @@ COMMAND_NAMES = tuple(SPECS)
 
 
 def help_text() -> str:
-    rows = [("TEXT", "broadcast TEXT (//text broadcasts /text)")] + [
-        (spec.usage, spec.help) for spec in TABLE
-    ]
+    rows = [(TEXT, SAY_HELP)] + [(spec.usage, spec.help) for spec in TABLE]
     width = max(len(usage) for usage, _ in rows) + 2
     return "Commands:\n" + "\n".join(f"  {usage:<{width}}{text}" for usage, text in rows)
 

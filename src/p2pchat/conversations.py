@@ -21,7 +21,8 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class Direct:
-    """A direct chat; two are the same when their nicknames compare equal (decision 5)."""
+    """A direct chat; two are the same when their nicknames compare equal
+    (docs/PROTOCOL.md decision 5)."""
 
     nick: str = field(compare=False)
     key: str = field(init=False)

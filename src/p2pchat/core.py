@@ -254,7 +254,7 @@ DirectAction = (
 )
 
 # The reasons of a chat the user or the peer closed, as the events (and --json) carry
-# them; frontend.closed_text says them in words.
+# them; present.closed_text says them in words.
 CLOSED_BY_YOU = "closed"
 
 
@@ -395,13 +395,6 @@ class DirectCore:
             actions = self._end(hs, f"{participant.nick} left", now, failed=True)
         self._chats.peer_left(participant.nick)
         return actions
-
-    def refused(self, nick: str, reason: str, now: float) -> list[DirectAction]:
-        """We now refuse ``nick`` (``/ignore``): a chat pending or open with them ends."""
-        hs = self.get(nick)
-        if hs is None:
-            return []
-        return self._end(hs, reason, now, failed=hs.pending)
 
     # -- the network
 
@@ -681,7 +674,7 @@ class ClientCore:
         hs = self.direct.get(nick)
         if hs is None:
             return []
-        return self.direct.refused(nick, ignored_reason(hs.peer.nick), now)
+        return self.direct.close_chat(nick, ignored_reason(hs.peer.nick), now) or []
 
     def unignore(self, nick: str) -> None:
         key = nick_key(nick)

@@ -50,13 +50,7 @@ from .protocol import (
 )
 from .state import ChatState, Handshake
 
-__all__ = [
-    "CLOSED_BY_YOU",
-    "DirectChatError",
-    "DirectChatManager",
-    "DirectSession",
-    "closed_by_peer",
-]
+__all__ = ["DirectChatManager", "DirectSession"]
 
 log = logging.getLogger("p2pchat.direct")
 
@@ -430,17 +424,24 @@ class DirectChatManager:
 
     async def _listen(self, hs: Handshake, link: _Link) -> None:
         try:
+            # Not serving yet: start_server waits once more after it starts serving, and
+            # the chat ending there (its task cancelled) would leave a listener nobody closes.
             listener = await asyncio.start_server(
-                lambda r, w: self._accepted(hs, link, r, w), host=self._listen_host, port=0
+                lambda r, w: self._accepted(hs, link, r, w),
+                host=self._listen_host,
+                port=0,
+                start_serving=False,
             )
         except OSError as error:
             self.apply(self._core.listen_failed(hs, str(error), self.now))
             return
-        link.listener = listener
-        actions = self._core.listening(hs, listener.sockets[0].getsockname()[1], self.now)
+        link.listener = listener  # from here, the chat ending closes it (_release)
+        port = listener.sockets[0].getsockname()[1]
         if self._links.get(hs) is not link:  # the chat ended while the listener opened
             listener.close()
-        self.apply(actions)
+        else:
+            await listener.start_serving()
+        self.apply(self._core.listening(hs, port, self.now))
 
     async def _accepted(
         self, hs: Handshake, link: _Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -12,9 +12,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from . import commands
-from .client import ChatClient, DirectChatError, NotConnectedError
-from .errors import ChatError
-from .errors import NotConnectedError as NotConnected
+from .client import ChatClient
+from .errors import ChatError, NotConnectedError
 from .present import Report
 from .protocol import ProtocolError
 
@@ -46,9 +45,10 @@ async def execute(session: commands.Session, command: commands.Command) -> None:
     where = command.conversation
     try:
         await command.run(session)
-    except (NotConnectedError, NotConnected):
-        session.show(error("not connected to the server; message not sent", where))
-    except (ChatError, DirectChatError, ProtocolError, ValueError) as failure:
+    except NotConnectedError as failure:
+        lost = "; message not sent" if isinstance(command, commands.Say) else ""
+        session.show(error(f"{failure}{lost}", where))
+    except (ChatError, ProtocolError, ValueError) as failure:
         session.show(error(str(failure), where))
     except OSError as failure:
         session.show(error(f"could not send: {failure}", where))

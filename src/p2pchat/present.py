@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .conversations import GROUP, Conversation, Direct
-from .direct import CLOSED_BY_YOU, closed_by_peer
+from .core import CLOSED_BY_YOU, closed_by_peer
 from .events import (
     BroadcastReceived,
     ChatClosed,
@@ -83,23 +83,46 @@ def mentions(text: str, nick: str) -> bool:
     return re.search(pattern, text, re.IGNORECASE) is not None
 
 
-def closed_text(event: ChatClosed, ignored: bool = False) -> str:
+def closed_text(event: ChatClosed) -> str:
     """A closed direct chat in words, for people (``--json`` keeps the bare reason)."""
-    peer = printable(event.peer)
-    if ignored:
-        why = f"you ignore {peer}"
-    elif event.reason == CLOSED_BY_YOU:
-        why = "you closed it"
-    elif event.reason == closed_by_peer(event.peer):
-        why = f"{peer} closed it"
-    else:
-        why = printable(event.reason)
-    return f"direct chat with {peer} closed ({why})"
+    return f"direct chat with {printable(event.peer)} closed ({_why(event.peer, event.reason)})"
+
+
+def _why(peer: str, reason: str) -> str:
+    """Why a direct chat ended, in words: the library's reasons for a close by either side."""
+    if reason == CLOSED_BY_YOU:
+        return "you closed it"
+    if reason == closed_by_peer(peer):
+        return f"{printable(peer)} closed it"
+    return printable(reason)
 
 
 def title(chat: Conversation) -> str:
     """A conversation's name, for a tab: the group's, or the peer's nickname."""
     return printable(chat.title)
+
+
+def nick_label(nick: str) -> str:
+    """A nickname where the front end draws it itself (participant list, status line)."""
+    return printable(nick)
+
+
+def join_text(address: str, join: str | None = None) -> str:
+    """What others type to join the chat we host at ``address`` (``join`` when known)."""
+    return join or f"p2pchat --server {address}"
+
+
+def hosting_warning(others: int) -> str:
+    """What quitting a chat we host does to the ``others`` in it."""
+    return f"you are hosting: {count(others, 'participant')} will be disconnected"
+
+
+def quit_question(others: int) -> str:
+    """The full-screen client's question before quitting a chat we host."""
+    return (
+        f"You are hosting this chat: {count(others, 'participant')} will be disconnected. "
+        "Quit? Enter quits, Escape stays"
+    )
 
 
 def participant_record(p: Participant) -> dict[str, Any]:
@@ -141,13 +164,16 @@ def participants_record(participants: Iterable[Participant]) -> dict[str, Any]:
     return {"event": "participants", "participants": [participant_record(p) for p in participants]}
 
 
-def _count(n: int, what: str) -> str:
+def count(n: int, what: str) -> str:
+    """``n`` things, in words: "1 participant", "2 participants"."""
     return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 @dataclass(slots=True)
 class _Chats:
-    """The direct chats as the events told them: which are open, and our texts waiting."""
+    """The direct chats as the events told them: which are open, and our texts waiting
+    to be shown once their chat opens. Which texts were not sent, the library says
+    (``ChatFailed.unsent``)."""
 
     open: set[str] = field(default_factory=set)
     waiting: dict[str, list[str]] = field(default_factory=dict)
@@ -221,18 +247,19 @@ class Presenter:
             case ChatClosed(peer=peer):
                 chat = Direct(peer)
                 self._chats.open.discard(chat.key)
-                yield Line(chat, f"*** {closed_text(event, self._ignores(peer))}", Kind.WARNING)
-                yield from self._not_sent(chat)
+                yield Line(chat, f"*** {closed_text(event)}", Kind.WARNING)
             case ChatFailed(peer=peer, reason=reason, unsent=unsent):
                 chat = Direct(peer)
                 self._chats.open.discard(chat.key)
-                lost = f" ({_count(len(unsent), 'message')} not sent)" if unsent else ""
+                lost = f" ({count(len(unsent), 'message')} not sent)" if unsent else ""
                 yield Line(
                     chat,
-                    f"!!! direct chat with {printable(peer)} failed: {printable(reason)}{lost}",
+                    f"!!! direct chat with {printable(peer)} failed: {_why(peer, reason)}{lost}",
                     Kind.ERROR,
                 )
-                yield from self._not_sent(chat)
+                self._chats.waiting.pop(chat.key, None)
+                for text in unsent:
+                    yield Line(chat, f"!!! not sent: {printable(text)}", Kind.ERROR)
             case ServerError(text=text):
                 yield Line(GROUP, f"!!! server: {printable(text)}", Kind.ERROR)
             case Disconnected(reason=reason, retry_in=retry_in):
@@ -253,10 +280,6 @@ class Presenter:
     ) -> Line:
         nick, text = printable(nick), printable(text)
         return Line(chat, f"<{nick}> {text}", kind, nick=nick, body=text, mention=mention)
-
-    def _not_sent(self, chat: Direct) -> Iterable[Line]:
-        for text in self._chats.waiting.pop(chat.key, []):
-            yield Line(chat, f"!!! not sent: {printable(text)}", Kind.ERROR)
 
     def _participants_line(
         self, participants: tuple[Participant, ...], where: Conversation | None
@@ -295,14 +318,14 @@ class Presenter:
 
     def hosting(self, address: str, join: str | None = None) -> Report:
         """We host a chat at ``address``; ``join`` is the command others type to join it."""
-        join = join or f"p2pchat --server {address}"
+        join = join_text(address, join)
         text = f"*** hosting a chat on {address}; others join with: {join}"
         line = Line(GROUP, text, Kind.NOTICE, logged=False)
         return Report((line,), {"event": "hosting", "address": address, "command": join})
 
     def leaving_hosted(self, others: int) -> Report:
         """We quit a chat we host while others are in it."""
-        text = f"you are hosting: {_count(others, 'participant')} will be disconnected"
+        text = hosting_warning(others)
         line = Line(GROUP, f"!!! {text}", Kind.WARNING, logged=False)
         return Report((line,), {"event": "notice", "message": text})
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from p2pchat.conversations import GROUP, Direct
@@ -133,8 +136,8 @@ def test_nothing_from_an_ignored_person_is_shown() -> None:
     for event in (BroadcastReceived("bob", "hi"), ChatReceived("bob", "psst")):
         report = p.event(event)
         assert report.lines == () and report.record is None
-    closed = p.event(ChatClosed("bob", "closed"))
-    assert closed.lines[0].text == "*** direct chat with bob closed (you ignore bob)"
+    closed = p.event(ChatClosed("bob", "you ignored bob"))  # as ChatClient.ignore closes it
+    assert closed.lines[0].text == "*** direct chat with bob closed (you ignored bob)"
     p.unignore("bob")
     assert p.event(BroadcastReceived("bob", "back")).lines[0].text == "<bob> back"
 
@@ -155,3 +158,102 @@ def test_leaving_a_hosted_chat_warns_in_lines_and_json() -> None:
         "event": "notice",
         "message": "you are hosting: 4 participants will be disconnected",
     }
+
+
+def test_a_chat_failing_shows_the_texts_the_library_did_not_send() -> None:
+    """The presenter may have shown a text as sent to a chat it still thought open (its
+    ChatClosed not shown yet) while the library kept it for a new chat; when that one
+    fails, the text is listed as not sent, from the event, and only once."""
+    p = Presenter("alice")
+    p.event(ChatOpened("bob", initiator=True))
+    p.sent("late", Direct("bob"))
+    p.event(ChatClosed("bob", "bob closed the chat"))
+    p.sent("more", Direct("bob"))  # typed after the close showed: waits here too
+    failed = p.event(ChatFailed("bob", "bob did not answer", ("late", "more")))
+    assert [line.text for line in failed.lines] == [
+        "!!! direct chat with bob failed: bob did not answer (2 messages not sent)",
+        "!!! not sent: late",
+        "!!! not sent: more",
+    ]
+
+
+def test_a_chat_closed_says_the_reason_it_closed_for() -> None:
+    """Ignoring someone after their chat closed (the event not shown yet) does not
+    rewrite why it closed; the library's own reason says when /ignore closed it."""
+    p = Presenter("alice")
+    p.event(ChatOpened("bob", initiator=True))
+    p.ignore("bob")
+    closed = p.event(ChatClosed("bob", "bob closed the chat"))
+    assert closed.lines[0].text == "*** direct chat with bob closed (bob closed it)"
+    closed = p.event(ChatClosed("bob", "you ignored bob"))
+    assert closed.lines[0].text == "*** direct chat with bob closed (you ignored bob)"
+
+
+def _readme_json_table() -> dict[str, str]:
+    """README's table of --json events: each event name and the text of its keys."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### JSON events (`--json`)", 1)[1].split("\n#", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            for name in re.findall(r"`(\w+)`", cells[0]):
+                rows[name] = cells[1]
+    return rows
+
+
+def test_readme_documents_every_json_object_and_its_keys() -> None:
+    """Every object --json writes has its row in README, naming each of its keys."""
+    p = Presenter("alice")
+    objects = [record(event) for event in EVERY_EVENT]
+    objects += [
+        report.record
+        for report in (
+            p.info("help"),
+            p.error("bad"),
+            p.participants((BOB,)),
+            p.hosting("192.0.2.1:7777", "p2pchat --server 192.0.2.1:7777"),
+            p.leaving_hosted(2),
+        )
+        if report.record is not None
+    ]
+    rows = _readme_json_table()
+    for obj in objects:
+        name = obj["event"]
+        assert name in rows, f"README has no row for {name!r}"
+        for key in obj.keys() - {"event"}:
+            assert f"`{key}`" in rows[name], f"README's row for {name!r} does not name {key!r}"
+
+
+EVERY_EVENT = (
+    Registered(BOB),
+    ParticipantsListed((BOB,)),
+    PeerJoined(BOB),
+    PeerLeft(BOB),
+    BroadcastReceived("bob", "hi"),
+    ChatOpened("bob", True),
+    ChatReceived("bob", "hi"),
+    ChatClosed("bob", "closed"),
+    ChatFailed("bob", "no", ("a",)),
+    ServerError("bad"),
+    Disconnected("gone", None),
+    NickChanged("a", "b", "c"),
+    Notice("n"),
+)
+
+
+def test_only_the_presenter_escapes_for_the_chat_front_ends() -> None:
+    """Escaping is decided once: no other module of the chat client uses textsafe
+    (the conformance checker, p2pchat.check, is a tool of its own)."""
+    src = Path(__file__).resolve().parents[2] / "src" / "p2pchat"
+    users = sorted(
+        str(path.relative_to(src))
+        for path in src.rglob("*.py")
+        if "textsafe import" in path.read_text() and path.parts[-2] != "check"
+    )
+    assert users == ["present.py"]
+
+
+def test_a_chat_the_user_closed_while_it_opened_says_so_in_words() -> None:
+    (line,) = Presenter("alice").event(ChatFailed("bob", "closed")).lines
+    assert line.text == "!!! direct chat with bob failed: you closed it"

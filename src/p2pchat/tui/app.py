@@ -24,10 +24,12 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from .. import commands
 from ..client import ChatClient
 from ..conversations import GROUP, Conversation, Direct
+from ..core import CLOSED_BY_YOU
 from ..events import (
     ChatClosed,
     ChatFailed,
     ChatOpened,
+    ClientEvent,
     Disconnected,
     NickChanged,
     ParticipantsListed,
@@ -36,7 +38,7 @@ from ..events import (
     Registered,
 )
 from ..frontend import Output, execute, others_hosted
-from ..present import Kind, Presenter, Report, title
+from ..present import Kind, Presenter, Report, join_text, quit_question, title
 from ..protocol import nick_key
 from .widgets import CommandInput, ParticipantList, StatusBar
 from .widgets import Conversation as ConversationLog
@@ -53,6 +55,8 @@ Keys:
   F1             show this help
   Ctrl+Q         quit (Ctrl+C too)"""
 
+HELP = commands.HELP + "\n" + KEYS_HELP
+
 # Narrower than this, the participant list hides until F2 shows it: at 60 columns
 # a 30-column list would leave the messages less than half.
 NARROW = 80
@@ -63,6 +67,15 @@ _PEOPLE_EVENTS = (ParticipantsListed, PeerJoined, PeerLeft, ChatOpened, ChatClos
 def _pane_id(chat: Conversation) -> str:
     """A widget id for a conversation: ids allow few characters, nicknames many."""
     return "direct-" + chat.key.encode().hex() if isinstance(chat, Direct) else "group"
+
+
+def _ends_chat(event: ClientEvent | None) -> bool:
+    """Whether ``event`` ends a direct chat the user may have closed the tab of (F4):
+    one that was open, or one still opening that the user closed. A tab closed
+    stays closed; a chat failing for any other reason opens one, to say so."""
+    return isinstance(event, ChatClosed) or (
+        isinstance(event, ChatFailed) and event.reason == CLOSED_BY_YOU
+    )
 
 
 def clock_now() -> str:
@@ -95,7 +108,7 @@ class _Session:
         self._app.action_quit()
 
     def help_text(self) -> str:
-        return commands.HELP + "\n" + KEYS_HELP
+        return HELP
 
 
 class ChatApp(App[int]):
@@ -134,7 +147,7 @@ class ChatApp(App[int]):
         self._server = server
         self._hosting = hosting
         # What others type to join, as the status line and the group tab show it.
-        self._join = join or (f"p2pchat --server {hosting}" if hosting else None)
+        self._join = join_text(hosting, join) if hosting else None
         self._clock = clock
         # Everything shown also goes through ``output`` (e.g. to conversation logs).
         self.out: Output = output(self)
@@ -221,12 +234,8 @@ class ChatApp(App[int]):
                 and line.kind is Kind.ERROR
             ):
                 chat = self._current()  # an answer to a command: where it was typed
-            elif (
-                isinstance(chat, Direct)
-                and chat not in self._logs
-                and isinstance(event, ChatClosed)
-            ):
-                continue  # no tab to reopen if the user closed it
+            elif isinstance(chat, Direct) and chat not in self._logs and _ends_chat(event):
+                continue  # no tab to reopen: the user closed it
             self.conversation(chat).show(line)
             if line.kind is Kind.MESSAGE:
                 self._mark_unread(chat, line.mention)
@@ -314,11 +323,7 @@ class ChatApp(App[int]):
             self.exit(0)
             return
         box = self.query_one(CommandInput)
-        box.ask(
-            f"You are hosting this chat: {others} participant{'s' if others != 1 else ''} "
-            "will be disconnected. Quit? Enter quits, Escape stays",
-            lambda: self.exit(0),
-        )
+        box.ask(quit_question(others), lambda: self.exit(0))
         self.screen.set_focus(box)
 
     def action_switch_tab(self, step: int) -> None:
@@ -350,17 +355,19 @@ class ChatApp(App[int]):
         self._fit_people(self.size.width)
 
     def action_help(self) -> None:
-        self.show(self.presenter.info(commands.HELP + "\n" + KEYS_HELP))
+        self.show(self.presenter.info(HELP))
 
     async def action_close_tab(self) -> None:
         chat = self._current()
         if not isinstance(chat, Direct):
             self.show(self.presenter.info("the group tab stays; F4 closes a direct chat"))
             return
-        peer = self._logs.pop(chat).title
         self._unread.pop(chat, None)
-        self.client.close_chat(peer)
+        self.client.close_chat(self._logs[chat].title)
+        # The log goes once its pane has: a line shown meanwhile (an event already
+        # queued) lands in it, rather than in a new pane under the same id.
         await self.query_one(TabbedContent).remove_pane(_pane_id(chat))
+        self._logs.pop(chat, None)
         self._refresh_people()
 
 

@@ -6,9 +6,9 @@ from rich.text import Text
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
+from ...present import nick_label
 from ...protocol import Participant, nick_key
 from ...state import ChatState
-from ...textsafe import printable
 from .conversation import nick_colour
 
 _STATE_MARKS = {
@@ -34,7 +34,7 @@ class ParticipantList(OptionList):
             state = chat_states.get(p.key)
             mark, style = _NO_MARK if state is None else _STATE_MARKS.get(state, _NO_MARK)
             label.append(f"{mark} ", style=style)
-            label.append(printable(p.nick), style=f"bold {nick_colour(p.nick)}")
+            label.append(nick_label(p.nick), style=f"bold {nick_colour(p.nick)}")
             if p.key == nick_key(me):
                 label.append(" (you)", style="dim")
             label.append(

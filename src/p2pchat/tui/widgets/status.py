@@ -7,7 +7,7 @@ import time
 from rich.text import Text
 from textual.widgets import Static
 
-from ...textsafe import printable
+from ...present import count, nick_label
 
 
 class StatusBar(Static):
@@ -48,11 +48,11 @@ class StatusBar(Static):
     def refresh_status(self) -> None:
         colour = {"connected": "green", "offline": "red"}.get(self._state, "yellow")
         line = Text()
-        line.append(f" {printable(self.nick)}", style="bold")
+        line.append(f" {nick_label(self.nick)}", style="bold")
         line.append(f" @ {self.server} │ ")
         line.append(f"● {self.state_text}", style=f"bold {colour}")
         if self._state == "connected":  # while away the count is stale: none is shown
-            line.append(f" │ {self.count} participant{'s' if self.count != 1 else ''}")
+            line.append(f" │ {count(self.count, 'participant')}")
         if self.join:
             line.append(f" │ others join with: {self.join}", style="italic")
         self.update(line)
