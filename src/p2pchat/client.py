@@ -397,7 +397,11 @@ class ChatClient:
             wanted = self._core.wanted
             taken = me.nick != wanted
             reason = f"'{wanted}' was taken" if taken else f"'{wanted}' is free again"
-        self._emit(self._core.registered(me, listing.participants, reason))
+        self._emit(
+            self._core.registered(
+                me, listing.participants, reason, asyncio.get_running_loop().time()
+            )
+        )
         return reader, writer, me, refusal
 
     async def _await_registration(

@@ -712,22 +712,22 @@ class ClientCore:
         return nicks
 
     def registered(
-        self, me: Participant, participants: tuple[Participant, ...], reason: str
-    ) -> list[Emit]:
+        self, me: Participant, participants: tuple[Participant, ...], reason: str, now: float
+    ) -> list[DirectAction]:
         """The server took our REGISTER (``me``) and sent its LIST; ``reason`` says why
         a nickname other than the last one was used."""
         old = self.nick
         self.me = me
         self._told_full = False
         self.reconnects.succeeded()
-        actions: list[Emit] = []
+        actions: list[DirectAction] = []
         if me.nick != old:
             self.nick = me.nick
             self.peers.rename(me.nick)
             self.direct.rename(me.nick)
             actions.append(Emit(NickChanged(old, me.nick, reason)))
         actions.append(Emit(Registered(me)))
-        return actions + self._take_list(participants)
+        return actions + self._take_list(participants, now)
 
     def lost(self, reason: str, now: float) -> tuple[float | None, list[Emit]]:
         """The server connection is lost, or an attempt to restore it failed: when to
@@ -756,16 +756,21 @@ class ClientCore:
                     return [Emit(PeerJoined(participant)), *self._renamed_ignored(participant)]
                 return [*self.direct.peer_left(participant, now), Emit(PeerLeft(participant))]
             case ParticipantList(participants=participants):
-                return [*self._take_list(participants)]
+                return self._take_list(participants, now)
             case Error(text=text):
                 return [Emit(ServerError(text))]
             case _:
                 client_log.warning("unexpected message from the server: %r", message)
         return []
 
-    def _take_list(self, participants: tuple[Participant, ...]) -> list[Emit]:
+    def _take_list(self, participants: tuple[Participant, ...], now: float) -> list[DirectAction]:
+        before = list(self.peers)
         left_out = self.peers.replace(participants)
-        actions = [Emit(ParticipantsListed(self.participants()))]
+        actions: list[DirectAction] = []
+        for peer in before:  # gone, or back at another address: as if they had left
+            if self.peers.get(peer.nick) != peer:
+                actions += self.direct.peer_left(peer, now)
+        actions.append(Emit(ParticipantsListed(self.participants())))
         if self._ignored_at:
             for peer in self.peers:
                 actions += self._renamed_ignored(peer)

@@ -39,6 +39,7 @@ from p2pchat.events import (
     ChatOpened,
     NickChanged,
     Notice,
+    ParticipantsListed,
     PeerJoined,
     PeerLeft,
     Registered,
@@ -63,7 +64,7 @@ AARON = Participant("aaron", "127.0.0.1", 4003)
 def core_with(*others: Participant, nick: str = "alice") -> ClientCore:
     core = ClientCore(ClientConfig(nick))
     me = Participant(nick, "127.0.0.1", 4001)
-    core.registered(me, (me, *others), "")
+    core.registered(me, (me, *others), "", 0.0)
     core.direct.ready = True
     return core
 
@@ -226,7 +227,7 @@ def test_the_tie_break_uses_the_nickname_we_hold_now() -> None:
     core = core_with(BOB)
     started(core, "bob", 0.0)
     zed = Participant("zed", "127.0.0.1", 4001)
-    core.registered(zed, (zed, BOB), "you changed it")
+    core.registered(zed, (zed, BOB), "you changed it", 1.0)
     actions = core.direct.datagram(Init("bobs", 7000), *BOB.udp_address, 0.1)
     assert of(Connect, actions)
 
@@ -283,6 +284,26 @@ def test_a_pending_request_ends_when_the_peer_leaves() -> None:
     assert events(actions) == [ChatFailed("bob", "bob left"), PeerLeft(BOB)]
 
 
+def test_a_pending_request_ends_when_a_list_no_longer_has_the_peer() -> None:
+    core = core_with(BOB, AARON)
+    started(core, "bob", 0.0)
+    started(core, "aaron", 0.0, port=5001)
+    # A LIST after a reconnect: bob is gone, aaron came back at another port.
+    moved = Participant("aaron", "127.0.0.1", 4013)
+    actions = core.server_message(ParticipantList((ALICE, moved)), 1.0)
+    assert events(actions)[:2] == [ChatFailed("bob", "bob left"), ChatFailed("aaron", "aaron left")]
+    assert core.direct.get("bob") is None and core.direct.get("aaron") is None
+
+
+def test_a_pending_request_goes_on_when_the_list_still_has_the_peer() -> None:
+    core = core_with(BOB)
+    hs = started(core, "bob", 0.0)
+    assert events(core.server_message(ParticipantList((ALICE, BOB)), 1.0)) == [
+        ParticipantsListed((ALICE, BOB))
+    ]
+    assert core.direct.get("bob") is hs and hs.pending
+
+
 # -- registration and nicknames ---------------------------------------------------------
 
 
@@ -311,7 +332,7 @@ def test_fallback_nicknames_stay_within_32_characters() -> None:
 def test_a_fallback_registration_tells_the_user_and_keeps_the_wanted_nickname() -> None:
     core = core_with(nick="bob")
     me = Participant("bob_", "127.0.0.1", 4001)
-    actions = core.registered(me, (me,), "'bob' was taken")
+    actions = core.registered(me, (me,), "'bob' was taken", 0.0)
     assert events(actions)[:2] == [NickChanged("bob", "bob_", "'bob' was taken"), Registered(me)]
     assert core.nick == "bob_" and core.wanted == "bob"
     assert core.candidates(fallback=True)[0] == "bob"
@@ -329,7 +350,7 @@ def test_the_reconnect_schedule_runs_from_each_loss() -> None:
     assert core.lost("gone", 10.0)[0] == 10.5
     assert core.lost("refused", 10.5)[0] == 11.5
     me = Participant("bob", "127.0.0.1", 4001)
-    core.registered(me, (me,), "")
+    core.registered(me, (me,), "", 0.0)
     when, told = core.lost("gone again", 50.0)
     assert when == 50.5
     assert [e.retry_in for e in events(told)] == [0.5]  # type: ignore[attr-defined]
@@ -510,7 +531,7 @@ def test_an_ignored_participant_found_under_another_nickname_at_their_address() 
     core.ignore("bob", 0.0)
     robert = Participant("robert", BOB.ip, BOB.udp_port)
     me = Participant("alice", "127.0.0.1", 4001)
-    listed = core.registered(me, (me, robert, AARON), "")
+    listed = core.registered(me, (me, robert, AARON), "", 0.0)
     notices = [a.event.text for a in listed if isinstance(a.event, Notice)]
     assert notices == ["still ignoring bob: now robert, at the same address"]
     assert core.ignored == {"bob", "robert"}
