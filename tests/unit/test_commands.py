@@ -1,4 +1,4 @@
-"""Tests of p2pchat.commands.parse: the input commands of interfaces.md, and their usage errors."""
+"""Tests of p2pchat.commands.parse: the input commands of README's table, and their usage errors."""
 
 from __future__ import annotations
 

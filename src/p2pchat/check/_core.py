@@ -39,7 +39,7 @@ class Note:
 class Check(Generic[C]):
     id: str
     title: str
-    decisions: str  # the decisions of protocol-decisions.md (or spec parts) it tests
+    decisions: str  # the decisions of docs/PROTOCOL.md (or spec parts) it tests
     run: Callable[[C], Awaitable[None]]
     timeout: float
     slow: bool = False  # run only when asked for: by id, or with --slow
