@@ -108,8 +108,10 @@ class Counter(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         window = self.tail + data
+        kept = len(self.tail)
         for i, mark in enumerate(self.marks):
-            self.counts[i] += window.count(mark)
+            # Only marks that end in the new data: one wholly inside the tail was counted.
+            self.counts[i] += window.count(mark, max(0, kept - len(mark) + 1))
         self.tail = window[-self.keep :] if self.keep else b""
         self.last = time.perf_counter()
         if self.on_data is not None:
