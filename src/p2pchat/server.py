@@ -1,9 +1,26 @@
 """The chat server: keeps the participant list, forwards broadcasts, announces joins and leaves.
 
-``ChatServer`` holds the policy (registration, fan-out, drops); ``_Connection``
-is the per-socket adapter that moves bytes between a transport and the codec.
-Everything runs on one event loop, one message at a time, which gives every
-participant the same global order of broadcasts (decision 14).
+Three pieces, from the socket inwards:
+
+- ``_Connection`` is the per-socket adapter that moves bytes between a
+  transport and the codec, with flood control by back-pressure.
+- ``ChatServer`` accepts what a connection sends: it checks a REGISTER,
+  BROADCAST or the end of a registered connection and *submits* the ordered
+  event it makes (``JoinEvent``, ``BroadcastEvent``, ``LeaveEvent``) to its
+  ``Sequencer``; it answers ``LIST`` and errors itself. It also holds what
+  each connection is owed (the shared batch, send queues, drops) and is the
+  core's ``Outbox``.
+- ``ServerCore`` (``server_core.py``) *applies* each event once the sequencer
+  has given it its place in the global order: it keeps the participant list
+  and owes every local connection what decisions 9, 13 and 15 of
+  docs/PROTOCOL.md say.
+
+A single process uses ``LocalSequencer``, which applies an event in the very
+call that submits it: everything runs on one event loop, one message at a
+time, which gives every participant the same global order (decision 14). A
+sequencer that orders events later, or those of several servers, applies
+them as they come; a connection whose REGISTER waits for its place is read
+no further until it has one.
 """
 
 from __future__ import annotations
@@ -15,7 +32,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from . import _net
@@ -24,7 +41,6 @@ from .protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     LENGTH_HARD_LIMIT,
     NEED_DATA,
-    Action,
     Broadcast,
     Decoder,
     Error,
@@ -33,13 +49,20 @@ from .protocol import (
     Register,
     RemoteProtocolError,
     Role,
-    Update,
     canonical_ip,
     encode_broadcast,
     is_unspecified,
     nick_key,
 )
-from .state import RegistrationRefused, Registry, Waiting
+from .server_core import (
+    BroadcastEvent,
+    JoinEvent,
+    LeaveEvent,
+    LocalSequencer,
+    Sequencer,
+    ServerCore,
+)
+from .state import RegistrationRefused, Registry, Remote, Waiting
 
 log = logging.getLogger("p2pchat.server")
 
@@ -118,6 +141,7 @@ class _Connection(asyncio.Protocol):
         "_tokens",
         "_tokens_at",
         "closing",
+        "joining",
         "mark",
         "out",
         "out_bytes",
@@ -137,6 +161,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.closing = False
+        self.joining = False  # its REGISTER waits for a place in the order
         # This iteration's bytes, when they are not just the shared batch
         # (ChatServer._flush): what it has of the batch so far, in order
         # with its own messages (LIST, ERROR).
@@ -182,7 +207,7 @@ class _Connection(asyncio.Protocol):
         cfg = server.config
         limited = cfg.flood_rate or cfg.flood_rate_bytes
         batch_limit = cfg.batch_bytes
-        while not self.closing:
+        while not self.closing and not self.joining:
             if server._batch_bytes >= batch_limit:
                 # Readers are owed enough for now: go on after the flush, in turn.
                 self._pause(None)
@@ -240,6 +265,12 @@ class _Connection(asyncio.Protocol):
             self._paused = True
             self.transport.pause_reading()
         self._resume_handle = resume
+
+    def resume_soon(self) -> None:
+        """Reads again on the next iteration, after a pause for the order (not now: the
+        event that ended the pause is still being applied)."""
+        if self._paused and self._resume_handle is None:
+            self._resume_handle = asyncio.get_running_loop().call_soon(self._resume)
 
     def _resume(self) -> None:
         self._resume_handle = None
@@ -312,12 +343,31 @@ class _Connection(asyncio.Protocol):
         )
 
 
-class ChatServer:
-    """The server's policy: registration, fan-out, drops and announcements."""
+SequencerFactory = Callable[[ServerCore[_Connection]], Sequencer[_Connection]]
 
-    def __init__(self, config: ServerConfig | None = None) -> None:
+
+class ChatServer:
+    """The server's policy: registration, fan-out, drops and announcements.
+
+    ``sequencer`` makes the sequencer that orders this server's events and has
+    its core apply them; by default the one of a single process.
+    """
+
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        *,
+        sequencer: SequencerFactory = LocalSequencer,
+    ) -> None:
         self.config = config or ServerConfig()
-        self.registry: Registry[_Connection] = Registry()
+        self.core: ServerCore[_Connection] = ServerCore(self)
+        # Everyone on the list, in global join order, here or through other servers.
+        self.registry: Registry[_Connection | Remote] = self.core.registry
+        # The connections here that are on the list and owed what the others are,
+        # in join order; a connection leaves it the moment it ends.
+        self._members: dict[_Connection, None] = {}
+        self._sequencer = sequencer(self.core)
+        self._submit = self._sequencer.submit
         self._waiting: Waiting[_Connection] = Waiting()
         self._connections: set[_Connection] = set()
         self._server: asyncio.Server | None = None
@@ -429,18 +479,18 @@ class ChatServer:
         reason = "connection closed" if exc is None else f"connection lost: {exc}"
         self._leave(conn, reason)
 
-    def _leave(self, conn: _Connection, reason: str) -> None:
-        leave = self._unregister(conn, reason)
-        if leave is not None and not self._shutting_down:
-            self._fan_out(leave, exclude=None, soon=False)
-
-    def _unregister(self, conn: _Connection, reason: str) -> bytes | None:
-        """Takes ``conn`` off the list; the UPDATE:LEAVE the others are owed, if it was on it."""
-        participant = self.registry.unregister(conn)
-        if participant is None:
-            return None
+    def _leave(self, conn: _Connection, reason: str) -> bool:
+        """``conn`` has ended: it is owed nothing more, and if it was on the list its
+        leave is submitted (the others' UPDATE:LEAVE comes when it is applied).
+        False when it was not on the list."""
+        if conn not in self._members:
+            return False  # not registered; or its join is still being ordered (welcome)
+        del self._members[conn]
+        participant = self.registry.get(conn)
+        assert participant is not None
         log.info("leave %s (%s)", participant.nick, reason)
-        return Update(Action.LEAVE, participant).encode()
+        self._submit(LeaveEvent(participant))
+        return True
 
     def _disconnect(self, conn: _Connection, error: str, reason: str) -> None:
         """Ends a connection on the server's initiative: ERROR, close, and the LEAVE
@@ -486,19 +536,53 @@ class ChatServer:
             self._own.append(conn)
         batch = self._batch
         if conn.mark < len(batch):
-            if conn in self.registry:
+            if conn in self._members:
                 owed = batch[conn.mark :]
                 conn.out += owed
                 conn.out_bytes += sum(map(len, owed))
             conn.mark = len(batch)
 
-    def _fan_out(self, data: bytes, exclude: _Connection | None, *, soon: bool = True) -> None:
+    # -- the core's outbox ---------------------------------------------------------------
+
+    admit = _take_own  # a newcomer: none of this iteration's batch so far is for it
+
+    def welcome(self, conn: _Connection, participant: Participant, data: bytes) -> None:
+        """``conn`` has joined: its LIST at once, and from now on it is owed the batch."""
+        conn.joining = False
+        if conn.closing:
+            # It ended while its join was being ordered: the others heard of the join,
+            # so they hear of the leave too.
+            log.info("leave %s (connection ended before its join was ordered)", participant.nick)
+            self._submit(LeaveEvent(participant))
+            return
+        self._members[conn] = None
+        conn.cancel_register_timer()
+        self._waiting.remove(conn)
+        log.info(
+            "join %s %s:%d from %s",
+            participant.nick,
+            participant.ip,
+            participant.udp_port,
+            conn.peer,
+        )
+        conn.out.append(data)
+        conn.write_out()  # at once, without a flush; the send limit leaves room for one LIST
+        conn.resume_soon()
+
+    def refuse(self, conn: _Connection, reason: str) -> None:
+        conn.joining = False
+        self._error(conn, reason)
+        conn.resume_soon()
+
+    def fan_out(self, data: bytes, exclude: _Connection | None, *, soon: bool = True) -> None:
         """Owes the same bytes to every registered participant but ``exclude``; never waits.
 
         Nothing is written here: ``_flush`` writes the batch once per reader,
         at the end of this iteration, or a little later when nothing is
         ``soon`` (see ``_schedule_flush``).
         """
+        if self._shutting_down:
+            return  # every connection is closing: nobody is owed anything more
         if exclude is not None:
             self._take_own(exclude)
         self._batch.append(data)
@@ -526,7 +610,7 @@ class ChatServer:
         if soon:
             self._flush_handle = loop.call_soon(self._flush)
         else:
-            delay = min(UPDATE_DELAY_MAX, len(self.registry) * UPDATE_DELAY_PER_PARTICIPANT)
+            delay = min(UPDATE_DELAY_MAX, len(self._members) * UPDATE_DELAY_PER_PARTICIPANT)
             self._flush_handle = loop.call_later(delay, self._flush)
         self._flush_soon = soon
 
@@ -552,7 +636,7 @@ class ChatServer:
                 if batch:
                     sendq = self.send_limit()
                     data = b"".join(batch)  # a lone item is passed as is, not copied
-                    for conn in self.registry.connections():
+                    for conn in self._members:
                         if not conn.own:
                             transport = conn.transport
                             assert transport is not None
@@ -561,7 +645,7 @@ class ChatServer:
                                 overflowed.append(conn)
                 for conn in own:
                     conn.own = False
-                    if conn.mark < len(batch) and conn in self.registry:
+                    if conn.mark < len(batch) and conn in self._members:
                         conn.out += batch[conn.mark :]
                     conn.mark = 0
                     if not conn.write_out():
@@ -590,17 +674,15 @@ class ChatServer:
     def _drop(self, conns: list[_Connection]) -> None:
         """Removes participants that cannot keep up, without waiting on them."""
         reason = f"send queue over {self.config.sendq_bytes} bytes; you are not reading fast enough"
-        leaves = []
+        left = False
         for conn in conns:
             if conn.closing:
                 continue
             log.warning("dropping %s: %s", conn.peer, reason)
             conn.close(f"dropped: {reason}", owed=False)  # what it is owed can never reach it
-            leave = self._unregister(conn, "dropped")
-            if leave is not None:
-                leaves.append(leave)
-        if leaves and not self._shutting_down:
-            self._fan_out(b"".join(leaves), exclude=None)
+            left |= self._leave(conn, "dropped")
+        if left and not self._shutting_down:
+            self._schedule_flush()  # the LEAVEs do not wait for company
 
     def _error(self, conn: _Connection, text: str) -> None:
         log.info("error to %s: %s", conn.peer, text)
@@ -650,24 +732,15 @@ class ChatServer:
                 f"IP address {participant.ip} is not the one you connect from ({source_ip})",
             )
             return
-        self._take_own(conn)  # before it registers: none of this iteration's batch is for it
         try:
-            self.registry.register(conn, participant)
+            self.registry.check(conn, participant)
         except RegistrationRefused as refused:
             self._error(conn, str(refused))
             return
-        conn.cancel_register_timer()
-        self._waiting.remove(conn)
-        log.info(
-            "join %s %s:%d from %s",
-            participant.nick,
-            participant.ip,
-            participant.udp_port,
-            conn.peer,
-        )
-        conn.out.append(self.registry.encoded_list())
-        conn.write_out()  # at once, without a flush; the send limit leaves room for one LIST
-        self._fan_out(Update(Action.JOIN, participant).encode(), exclude=conn, soon=False)
+        conn.joining = True
+        self._submit(JoinEvent(participant, conn))  # the core welcomes or refuses it
+        if conn.joining:
+            conn._pause(None)  # its place in the order comes later: read on only then
 
     def _broadcast(self, conn: _Connection, event: Broadcast) -> int:
         sender = self.registry.get(conn)
@@ -678,7 +751,7 @@ class ChatServer:
             self._error(conn, f"you are registered as '{sender.nick}', not '{event.nick}'")
             return 0
         data = encode_broadcast(sender.nick, event.text)
-        self._fan_out(data, exclude=conn)
+        self._submit(BroadcastEvent(sender.nick, data, conn))
         return len(data)
 
 

@@ -24,9 +24,17 @@ class RegistrationRefused(Exception):
     """REGISTER cannot be accepted; the text is the ERROR to answer."""
 
 
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """What holds a participant that registered through another server of a cluster:
+    it has no connection here, so the registry keys it by its nickname key."""
+
+    key: str
+
+
 class Registry(Generic[C]):
-    """Registered participants by connection, in join order; nicknames unique
-    (compared by nick_key) and UDP addresses unique."""
+    """Registered participants by holder (a connection, or a ``Remote``), in join
+    order; nicknames unique (compared by nick_key) and UDP addresses unique."""
 
     __slots__ = (
         "_by_address",
@@ -60,7 +68,12 @@ class Registry(Generic[C]):
     def get(self, conn: C) -> Participant | None:
         return self._by_conn.get(conn)
 
-    def register(self, conn: C, participant: Participant) -> None:
+    def holder(self, key: str) -> C | None:
+        """Who holds the participant with this nickname key, if anyone."""
+        return self._by_key.get(key)
+
+    def check(self, conn: C, participant: Participant) -> None:
+        """Raises RegistrationRefused when ``register`` would."""
         if conn in self._by_conn:
             raise RegistrationRefused(
                 f"already registered as '{self._by_conn[conn].nick}' on this connection"
@@ -74,6 +87,9 @@ class Registry(Generic[C]):
                 f"address {participant.endpoint} is already registered by "
                 f"'{self._by_conn[holder].nick}'; use another UDP port"
             )
+
+    def register(self, conn: C, participant: Participant) -> None:
+        self.check(conn, participant)
         self._by_conn[conn] = participant
         self._by_key[participant.key] = conn
         self._by_address[participant.udp_address] = conn
