@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from p2pchat.metrics import MetricsEndpoint
 from p2pchat.server import ChatServer
+from tests.unit.test_import_hygiene import _loaded_by
 
 from ._programs import Program
 from ._support import Connect
@@ -377,3 +378,9 @@ async def test_the_server_program_serves_metrics_until_it_stops(
     async with asyncio.timeout(10):
         assert await p.proc.wait() == 0
     writer.close()
+
+
+def test_the_server_loads_aiohttp_and_prometheus_client_only_for_metrics() -> None:
+    """Without --metrics the server starts as fast as before: neither is imported."""
+    assert _loaded_by("p2pchat.server", ("aiohttp", "prometheus_client")) == []
+    assert "aiohttp" in _loaded_by("p2pchat.metrics", ("aiohttp", "prometheus_client"))
