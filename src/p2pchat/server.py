@@ -62,6 +62,7 @@ from .server_core import (
     Sequencer,
     ServerCore,
 )
+from .server_stats import ServerStats, parse_metrics_address
 from .state import RegistrationRefused, Registry, Remote, Waiting
 
 log = logging.getLogger("p2pchat.server")
@@ -212,6 +213,7 @@ class _Connection(asyncio.Protocol):
                 # Readers are owed enough for now: go on after the flush, in turn.
                 self._pause(None)
                 server._batch_waiters.append(self)
+                server.stats.batch_pauses += 1
                 return
             if limited and not self._may_read():
                 return
@@ -229,6 +231,7 @@ class _Connection(asyncio.Protocol):
             except Exception:  # a bug here must cost one message, not the server
                 log.exception("internal error handling %r from %s", event, self.peer)
                 server._queue(self, Error("internal server error").encode())
+                server.stats.errors_sent += 1
 
     def _may_read(self) -> bool:
         """Takes a message token if the client has one and is not in debt for bytes.
@@ -257,6 +260,7 @@ class _Connection(asyncio.Protocol):
         # Out of tokens: stop reading until they are earned. Messages stay queued
         # in the socket and the decoder; nothing is discarded. uvloop runs a timer
         # under 1 ms at once, which would spin: wait at least that.
+        self._server.stats.flood_pauses += 1
         self._pause(asyncio.get_running_loop().call_later(max(wait, 0.001), self._resume))
         return False
 
@@ -296,6 +300,9 @@ class _Connection(asyncio.Protocol):
             self.out_bytes = 0
             return True
         if out:
+            stats = self._server.stats
+            stats.messages_out += len(out)
+            stats.bytes_out += sum(map(len, out))
             if len(out) == 1:
                 transport.write(out[0])
             else:
@@ -321,6 +328,7 @@ class _Connection(asyncio.Protocol):
             self.out_bytes = 0
         if error is not None:
             self.out.append(Error(error).encode())
+            self._server.stats.errors_sent += 1
         self.write_out()
         self.closing = True
         transport.close()
@@ -338,6 +346,7 @@ class _Connection(asyncio.Protocol):
 
     def _register_timeout(self, timeout: float) -> None:
         self._register_timer = None
+        self._server.stats.drop_register_timeout += 1
         self._server._disconnect(
             self, f"registration timeout: no REGISTER within {timeout:g} s", "no REGISTER in time"
         )
@@ -360,6 +369,7 @@ class ChatServer:
         sequencer: SequencerFactory = LocalSequencer,
     ) -> None:
         self.config = config or ServerConfig()
+        self.stats = ServerStats()  # read by --metrics (p2pchat.metrics)
         self.core: ServerCore[_Connection] = ServerCore(self)
         # Everyone on the list, in global join order, here or through other servers.
         self.registry: Registry[_Connection | Remote] = self.core.registry
@@ -439,6 +449,7 @@ class ChatServer:
     def _connection_made(self, conn: _Connection) -> None:
         assert conn.transport is not None
         cfg = self.config
+        self.stats.connections += 1
         if self._shutting_down:
             conn.close("server is shutting down")
             return
@@ -446,11 +457,13 @@ class ChatServer:
             waiting = self._waiting.to_close()
             if waiting is None:
                 log.warning("refusing %s: server full (%d clients)", conn.peer, cfg.max_clients)
+                self.stats.drop_server_full += 1
                 conn.close(f"server is full: {cfg.max_clients} clients; try again later")
                 return
             # Room for the newcomer: connections that do not register cannot lock others out.
             self._connections.discard(waiting)
             self._waiting.remove(waiting)
+            self.stats.drop_evicted_unregistered += 1
             self._disconnect(
                 waiting,
                 f"server is full: {cfg.max_clients} clients; closing the oldest connection "
@@ -486,6 +499,7 @@ class ChatServer:
         if conn not in self._members:
             return False  # not registered; or its join is still being ordered (welcome)
         del self._members[conn]
+        self.stats.leaves += 1
         participant = self.registry.get(conn)
         assert participant is not None
         log.info("leave %s (%s)", participant.nick, reason)
@@ -556,6 +570,7 @@ class ChatServer:
             self._submit(LeaveEvent(participant))
             return
         self._members[conn] = None
+        self.stats.joins += 1
         conn.cancel_register_timer()
         self._waiting.remove(conn)
         log.info(
@@ -643,6 +658,10 @@ class ChatServer:
                             transport.write(data)
                             if transport.get_write_buffer_size() > sendq:
                                 overflowed.append(conn)
+                    # Counted per batch: every member but those with a stream of their own.
+                    readers = len(self._members) - sum([c in self._members for c in own])
+                    self.stats.messages_out += readers * len(batch)
+                    self.stats.bytes_out += readers * len(data)
                 for conn in own:
                     conn.own = False
                     if conn.mark < len(batch) and conn in self._members:
@@ -679,6 +698,7 @@ class ChatServer:
             if conn.closing:
                 continue
             log.warning("dropping %s: %s", conn.peer, reason)
+            self.stats.drop_slow_reader += 1
             conn.close(f"dropped: {reason}", owed=False)  # what it is owed can never reach it
             left |= self._leave(conn, "dropped")
         if left and not self._shutting_down:
@@ -686,10 +706,13 @@ class ChatServer:
 
     def _error(self, conn: _Connection, text: str) -> None:
         log.info("error to %s: %s", conn.peer, text)
+        self.stats.errors_sent += 1
         self._queue(conn, Error(text).encode())
 
     def _peer_error(self, conn: _Connection, error: RemoteProtocolError) -> None:
+        self.stats.in_bad += 1
         if error.fatal:
+            self.stats.drop_protocol_error += 1
             self._disconnect(conn, str(error), str(error))
         else:
             self._error(conn, str(error))
@@ -707,10 +730,13 @@ class ChatServer:
         is what byte flood control charges."""
         match event:
             case Broadcast():
+                self.stats.in_broadcast += 1
                 return self._broadcast(conn, event)
             case Register():
+                self.stats.in_register += 1
                 self._register(conn, event)
             case ListRequest():
+                self.stats.in_list += 1
                 if conn not in self.registry:
                     self._error(conn, REGISTER_FIRST)
                 else:
@@ -763,6 +789,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} is not a positive number")
     return value
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    try:
+        return parse_metrics_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -856,6 +889,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="what to log on stderr: debug, info, warning or error",
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=_metrics_address,
+        default=None,
+        help="serve Prometheus metrics (/metrics) and a health check (/health) over HTTP here",
+    )
     return p
 
 
@@ -874,9 +914,18 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-async def serve(host: str, port: int, config: ServerConfig) -> None:
+async def serve(
+    host: str, port: int, config: ServerConfig, metrics: tuple[str, int] | None = None
+) -> None:
     """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly."""
     server = ChatServer(config)
+    endpoint = None
+    if metrics is not None:
+        from .metrics import MetricsEndpoint  # aiohttp loads only when asked for
+
+        endpoint = MetricsEndpoint(server)
+        await endpoint.start(*metrics)
+        log.info("metrics on http://%s/metrics", _net.format_host_port(*endpoint.address))
     await server.start(host, port)
     for addr_host, addr_port in server.addresses:
         log.info("listening on %s", _net.format_host_port(addr_host, addr_port))
@@ -888,6 +937,8 @@ async def serve(host: str, port: int, config: ServerConfig) -> None:
     await stop.wait()
     log.info("shutting down")
     await server.close()
+    if endpoint is not None:
+        await endpoint.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -905,10 +956,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        _net.run(lambda: serve(args.host, args.port, config))
+        _net.run(lambda: serve(args.host, args.port, config, args.metrics))
     except OSError as error:
+        where = error.filename or f"{args.host}:{args.port}"  # the metrics' address, if theirs
         print(
-            f"p2pchat-server: cannot listen on {args.host}:{args.port}: {error.strerror or error}",
+            f"p2pchat-server: cannot listen on {where}: {error.strerror or error}",
             file=sys.stderr,
         )
         return 1
