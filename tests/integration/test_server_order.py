@@ -150,8 +150,8 @@ async def test_d5_one_of_two_simultaneous_claims_of_a_nickname_wins(two_servers,
     await alice.expect(join(BOB))
 
 
-async def test_d15_leaves_cross_servers(two_servers, connect) -> None:
-    order, a, b = await two_servers(auto=False)
+async def _bob_joined_then_alice_waiting(order, a, b, connect):
+    """bob joined through b; alice's REGISTER on a waits for its place in the order."""
     bob = await connect(b, "bob")
     bob.send(register(BOB))
     await until(lambda: len(order.log) == 1)
@@ -160,6 +160,12 @@ async def test_d15_leaves_cross_servers(two_servers, connect) -> None:
     alice = await connect(a, "alice")
     alice.send(register(ALICE))
     await until(lambda: len(order.log) == 2)
+    return bob, alice
+
+
+async def test_d15_leaves_cross_servers(two_servers, connect) -> None:
+    order, a, b = await two_servers(auto=False)
+    bob, alice = await _bob_joined_then_alice_waiting(order, a, b, connect)
     await alice.close()  # before its place in the order is known
     order.deliver()
     await until(lambda: len(order.log) == 3)  # its end is seen once it is read again
@@ -176,14 +182,7 @@ async def test_d15_a_connection_ended_while_its_join_waits_is_announced_leaving(
     """The server ends a connection whose REGISTER waits for its place (here: the
     registration timeout): once the join has its place, the others hear it leave."""
     order, a, b = await two_servers(auto=False, register_timeout=0.2)
-    bob = await connect(b, "bob")
-    bob.send(register(BOB))
-    await until(lambda: len(order.log) == 1)
-    order.deliver()
-    await bob.expect(plist(BOB))
-    alice = await connect(a, "alice")
-    alice.send(register(ALICE))
-    await until(lambda: len(order.log) == 2)
+    bob, alice = await _bob_joined_then_alice_waiting(order, a, b, connect)
     await alice.expect(error("registration timeout: no REGISTER within 0.2 s"))
     await alice.expect_closed()
     order.deliver()  # a learns of the join, and submits the leave
