@@ -12,12 +12,17 @@ and an ERROR saying the chat is unavailable while Redis is.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from p2pchat.check._core import Verdict
+from p2pchat.check.cli import run_server_checks
+from p2pchat.check.server import checks as server_checks
 from p2pchat.cluster import UNAVAILABLE, ClusterUnavailable, RedisCluster
 from p2pchat.server import ChatServer, ServerConfig
+from tests.integration._programs import Program, start_server
 from tests.integration._support import RawClient
 from tests.integration.test_server import bcast, error, join, leave, plist, register
 
@@ -197,3 +202,68 @@ async def test_a_node_that_cannot_reach_redis_does_not_start(redis_server) -> No
     ChatServer(sequencer=cluster)
     with pytest.raises(ClusterUnavailable):
         await cluster.start()
+
+
+async def test_a_node_of_a_two_node_cluster_passes_every_server_check(nodes, connect) -> None:
+    a = await nodes(register_timeout=1.0)
+    b = await nodes(register_timeout=1.0)
+    await joined_on(b, connect, "bob:127.0.0.1:5999")  # someone on the other node
+    chosen = server_checks.select([], slow=True)
+    results = await run_server_checks("127.0.0.1", a.port, chosen, register_timeout=1.0, force=True)
+    assert results is not None
+    bad = {r.check.id: r.notes for r in results if r.verdict is not Verdict.PASS}
+    assert not bad, bad
+    assert len(results) == len(server_checks.checks)
+    async with asyncio.timeout(5):  # the checker's last leaves reach b too
+        while a.registry.participants() != b.registry.participants():
+            await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def programs() -> AsyncIterator[list[Program]]:
+    started: list[Program] = []
+    yield started
+    for program in started:
+        program.kill()
+        await program.proc.wait()
+
+
+async def test_p2pchat_server_cluster_serves_one_chat_from_two_processes(
+    redis_server, programs, connect
+) -> None:
+    url = redis_server.url
+    _, port_one = await start_server(programs, "--cluster", url, "--cluster-name", "x")
+    two, port_two = await start_server(programs, "--cluster", url, "--cluster-name", "x")
+    clients = []
+    for port, entry, others in ((port_one, ALICE, ()), (port_two, BOB, (ALICE,))):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        clients.append(RawClient(reader, writer, entry))
+        clients[-1].send(register(entry))
+        await clients[-1].expect(plist(*others, entry))
+    alice, bob = clients
+    await alice.expect(join(BOB))
+    bob.send(bcast("bob", "across"))
+    await alice.expect(bcast("bob", "across"))
+    two.proc.send_signal(signal.SIGTERM)  # a clean stop: its participants leave
+    await alice.expect(leave(BOB))
+    async with asyncio.timeout(10):
+        assert await two.proc.wait() == 0
+    for client in clients:
+        await client.close()
+
+
+async def test_p2pchat_server_cluster_refuses_what_is_no_redis_url() -> None:
+    program = await Program.start("p2pchat.server", "--cluster", "http://127.0.0.1:1")
+    status, err = await program.finish()
+    assert status == 2
+    assert "is not a Redis URL" in err
+
+
+async def test_p2pchat_server_cluster_says_when_redis_cannot_be_reached(redis_server) -> None:
+    redis_server.stop()
+    program = await Program.start(
+        "p2pchat.server", "--host", "127.0.0.1", "--port", "0", "--cluster", redis_server.url
+    )
+    status, err = await program.finish()
+    assert status == 1
+    assert "p2pchat-server: cannot reach Redis" in err
