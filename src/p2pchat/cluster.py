@@ -33,6 +33,8 @@ import uuid
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -146,8 +148,14 @@ class RedisSequencer:
         self._members = f"{prefix}:members"
         self._addresses = f"{prefix}:addresses"
         # Two clients: the reader's blocking XREAD holds its connection for a while.
+        # No retries of the writer's calls: a script sent again after its link failed may
+        # have run already, and would then refuse a nickname to its own holder or put a
+        # broadcast twice in the order. The caller is told to try again instead.
         self._redis = aioredis.Redis.from_url(
-            url, socket_timeout=CALL_TIMEOUT, socket_connect_timeout=CALL_TIMEOUT
+            url,
+            socket_timeout=CALL_TIMEOUT,
+            socket_connect_timeout=CALL_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
         )
         self._reader_redis = aioredis.Redis.from_url(
             url,

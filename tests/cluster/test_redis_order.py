@@ -12,6 +12,7 @@ and an ERROR saying the chat is unavailable while Redis is.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -20,7 +21,7 @@ import pytest
 from p2pchat.check._core import Verdict
 from p2pchat.check.cli import run_server_checks
 from p2pchat.check.server import checks as server_checks
-from p2pchat.cluster import UNAVAILABLE, ClusterUnavailable, RedisCluster
+from p2pchat.cluster import CALL_TIMEOUT, UNAVAILABLE, ClusterUnavailable, RedisCluster
 from p2pchat.server import ChatServer, ServerConfig
 from tests.integration._programs import Program, start_server
 from tests.integration._support import RawClient
@@ -267,3 +268,34 @@ async def test_p2pchat_server_cluster_says_when_redis_cannot_be_reached(redis_se
     status, err = await program.finish()
     assert status == 1
     assert "p2pchat-server: cannot reach Redis" in err
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["unix-socket", "tcp"])
+async def test_what_was_refused_while_redis_was_paused_never_arrives_later(
+    nodes, connect, start_redis, tcp
+) -> None:
+    """Redis paused (SIGSTOP): the BROADCAST and REGISTER sent meanwhile get an ERROR
+    once the node gives up waiting, and are not carried out when Redis comes back;
+    what is sent after that is, and the reader reads on from where it was."""
+    redis_server = start_redis(tcp=tcp)
+    a, b = await nodes(url=redis_server.url), await nodes(url=redis_server.url)
+    alice = await joined_on(a, connect, ALICE)
+    bob = await joined_on(b, connect, BOB, ALICE)
+    await alice.expect(join(BOB))
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        alice.send(bcast("alice", "refused"))
+        await alice.expect(error(UNAVAILABLE), timeout=CALL_TIMEOUT + 1)
+        carol = await connect(a)
+        carol.send(register(CAROL))
+        await carol.expect(error(UNAVAILABLE), timeout=CALL_TIMEOUT + 1)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    alice.send(bcast("alice", "after"))
+    await bob.expect(bcast("alice", "after"), timeout=CALL_TIMEOUT + 1)
+    carol.send(register(CAROL))
+    await carol.expect(plist(ALICE, BOB, CAROL))
+    await bob.expect(join(CAROL))
+    await alice.expect(join(CAROL))
+    await bob.expect_nothing(0.2)
+    assert a.registry.participants() == b.registry.participants()
