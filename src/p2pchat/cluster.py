@@ -30,6 +30,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -52,6 +53,7 @@ CALL_TIMEOUT = 2.0
 READ_BLOCK_MS = 1000
 READ_COUNT = 1000
 RETRY_INTERVAL = 0.5
+BATCH_MAX = 512  # events sent in one round trip at most
 
 # KEYS: log, claims (key -> node), members (key -> its join, JSON), addresses
 # ARGV: key, nick, ip, port, node, submission, address
@@ -240,30 +242,34 @@ class RedisSequencer:
     async def _write(self) -> None:
         queue = self._queue
         while True:
-            event: OrderedEvent[Any] | None
             if self._retry:
                 try:
-                    event = await asyncio.wait_for(queue.get(), RETRY_INTERVAL)
+                    first = await asyncio.wait_for(queue.get(), RETRY_INTERVAL)
                 except TimeoutError:
-                    event = None
+                    await self._retry_leaves()
+                    continue
                 await self._retry_leaves()
             else:
-                event = await queue.get()
-            if event is None:
-                continue
+                first = await queue.get()
+            # Whatever else is waiting goes in the same round trip, in order.
+            batch = [first]
+            while len(batch) < BATCH_MAX and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
-                await self._send(event)
+                await self._send(batch)
                 self._set_reachable(True)
             except _UNREACHABLE as error:
                 self._set_reachable(False, error)
-                self._unsent(event)
+                for event in batch:
+                    self._unsent(event)
             finally:
-                queue.task_done()
+                for _ in batch:
+                    queue.task_done()
 
     async def _retry_leaves(self) -> None:
         while self._retry:
             try:
-                await self._send(self._retry[0])
+                await self._send(self._retry[:1])
             except _UNREACHABLE:
                 return
             del self._retry[0]
@@ -281,36 +287,53 @@ class RedisSequencer:
                     del self._origins[number]
         self.core.refuse(event, UNAVAILABLE)
 
-    async def _send(self, event: OrderedEvent[Any]) -> None:
-        if isinstance(event, BroadcastEvent):
-            sender = nick_key(event.sender)
-            keys = [self.log_key, self._claims]
-            if not await self._broadcast(
-                keys=keys, args=[sender, self._node, event.sender, event.data]
-            ):
-                self.core.refuse(event, CLAIM_LOST)
-            return
-        p = event.participant
-        keys = [self.log_key, self._claims, self._members, self._addresses]
-        if isinstance(event, JoinEvent):
-            self._submissions += 1
-            number = str(self._submissions).encode()
-            self._origins[number] = event
-            answer = await self._join(
-                keys=keys,
-                args=[p.key, p.nick, p.ip, p.udp_port, self._node, number, _address(p)],
-            )
-            if answer[0] != b"ok":
-                del self._origins[number]
-                if answer[0] == b"nick":
-                    reason = nickname_in_use(p)
-                else:
-                    reason = address_in_use(p, answer[1].decode())
-                self.core.refuse(event, reason)
-            return
-        args: list[str | int | bytes] = [p.key, p.nick, p.ip, p.udp_port, self._node, _address(p)]
-        if not await self._leave(keys=keys, args=args):
-            log.warning("leave of %s: its claim is not held by this node", p.nick)
+    async def _send(self, batch: Sequence[OrderedEvent[Any]]) -> None:
+        """Runs each event's script, in order, in one round trip (a pipeline, not a
+        transaction: each script is atomic by itself), and acts on each answer."""
+        pipe = self._redis.pipeline(transaction=False)
+        numbers: list[bytes] = []
+        for event in batch:
+            if isinstance(event, BroadcastEvent):
+                args: list[str | int | bytes] = [
+                    nick_key(event.sender),
+                    self._node,
+                    event.sender,
+                    event.data,
+                ]
+                await self._broadcast(keys=[self.log_key, self._claims], args=args, client=pipe)
+                continue
+            p = event.participant
+            keys = [self.log_key, self._claims, self._members, self._addresses]
+            if isinstance(event, JoinEvent):
+                self._submissions += 1
+                number = str(self._submissions).encode()
+                self._origins[number] = event
+                numbers.append(number)
+                args = [p.key, p.nick, p.ip, p.udp_port, self._node, number, _address(p)]
+                await self._join(keys=keys, args=args, client=pipe)
+            else:
+                args = [p.key, p.nick, p.ip, p.udp_port, self._node, _address(p)]
+                await self._leave(keys=keys, args=args, client=pipe)
+        answers = await pipe.execute()
+        joins = iter(numbers)
+        for event, answer in zip(batch, answers, strict=True):
+            if isinstance(event, BroadcastEvent):
+                if not answer:
+                    self.core.refuse(event, CLAIM_LOST)
+            elif isinstance(event, JoinEvent):
+                number = next(joins)
+                if answer[0] != b"ok":
+                    del self._origins[number]
+                    p = event.participant
+                    if answer[0] == b"nick":
+                        reason = nickname_in_use(p)
+                    else:
+                        reason = address_in_use(p, answer[1].decode())
+                    self.core.refuse(event, reason)
+            elif not answer:
+                log.warning(
+                    "leave of %s: its claim is not held by this node", event.participant.nick
+                )
 
     # -- reading ---------------------------------------------------------------------
 
