@@ -54,6 +54,9 @@ READ_BLOCK_MS = 1000
 READ_COUNT = 1000
 RETRY_INTERVAL = 0.5
 BATCH_MAX = 512  # events sent in one round trip at most
+# Joins and broadcasts waiting to be sent, at most: past it (Redis slow or gone)
+# they are refused at once rather than held in memory.
+QUEUE_MAX = 10_000
 
 # KEYS: log, claims (key -> node), members (key -> its join, JSON), addresses
 # ARGV: key, nick, ip, port, node, submission, address
@@ -118,14 +121,24 @@ class RedisCluster:
     ``ChatServer(sequencer=cluster)``, then ``start()`` it before the server
     listens and ``close()`` it after the server has closed."""
 
-    def __init__(self, url: str, name: str = DEFAULT_NAME, node_id: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str = DEFAULT_NAME,
+        node_id: str | None = None,
+        *,
+        queue_max: int = QUEUE_MAX,
+    ) -> None:
         self.url = url
         self.name = name
         self.node_id = node_id or uuid.uuid4().hex[:16]
+        self.queue_max = queue_max
         self.sequencer: RedisSequencer | None = None
 
     def __call__(self, core: ServerCore[Any]) -> RedisSequencer:
-        self.sequencer = RedisSequencer(core, self.url, self.name, self.node_id)
+        self.sequencer = RedisSequencer(
+            core, self.url, self.name, self.node_id, queue_max=self.queue_max
+        )
         return self.sequencer
 
     async def start(self) -> None:
@@ -140,8 +153,17 @@ class RedisCluster:
 class RedisSequencer:
     """The global order of one chat kept in a Redis Stream (see the module's docstring)."""
 
-    def __init__(self, core: ServerCore[Any], url: str, name: str, node_id: str) -> None:
+    def __init__(
+        self,
+        core: ServerCore[Any],
+        url: str,
+        name: str,
+        node_id: str,
+        *,
+        queue_max: int = QUEUE_MAX,
+    ) -> None:
         self.core = core
+        self.queue_max = queue_max
         self.node_id = node_id
         self._node = node_id.encode()
         prefix = f"p2pchat:{{{name}}}"
@@ -181,6 +203,9 @@ class RedisSequencer:
     # -- the Sequencer ---------------------------------------------------------------
 
     def submit(self, event: OrderedEvent[Any]) -> None:
+        if self._queue.qsize() >= self.queue_max and not isinstance(event, LeaveEvent):
+            self.core.refuse(event, UNAVAILABLE)  # leaves always wait: claims must go
+            return
         # One writer, in submission order: this server's events keep their order.
         self._queue.put_nowait(event)
 

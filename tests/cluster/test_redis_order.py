@@ -42,8 +42,10 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[StartNode]:
     """Starts ChatServers on 127.0.0.1, port 0, each a node of one chat on the test's Redis."""
     started: list[tuple[ChatServer, RedisCluster]] = []
 
-    async def start(name: str = "test", url: str | None = None, **config: object) -> ChatServer:
-        cluster = RedisCluster(url or redis_server.url, name)
+    async def start(
+        name: str = "test", url: str | None = None, queue_max: int = 10_000, **config: object
+    ) -> ChatServer:
+        cluster = RedisCluster(url or redis_server.url, name, queue_max=queue_max)
         server = ChatServer(ServerConfig(**config), sequencer=cluster)
         await cluster.start()
         await server.start("127.0.0.1", 0)
@@ -299,3 +301,20 @@ async def test_what_was_refused_while_redis_was_paused_never_arrives_later(
     await alice.expect(join(CAROL))
     await bob.expect_nothing(0.2)
     assert a.registry.participants() == b.registry.participants()
+
+
+async def test_past_its_queue_a_node_refuses_at_once_instead_of_holding_on(
+    nodes, connect, redis_server
+) -> None:
+    """Redis paused: one broadcast waits to be sent, one waits in the queue (of one);
+    the third is refused at once, long before the node gives up on the first."""
+    a = await nodes(queue_max=1)
+    alice = await joined_on(a, connect, ALICE)
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        alice.send(bcast("alice", "1") + bcast("alice", "2") + bcast("alice", "3"))
+        await alice.expect(error(UNAVAILABLE), timeout=CALL_TIMEOUT / 2)
+        await alice.expect(error(UNAVAILABLE), timeout=CALL_TIMEOUT + 1)
+        await alice.expect(error(UNAVAILABLE), timeout=CALL_TIMEOUT + 1)
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
