@@ -798,6 +798,14 @@ def _metrics_address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _cluster_url(text: str) -> str:
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a Redis URL: redis://HOST:PORT[/DB], rediss://... or unix://PATH"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = ServerConfig()
     p = argparse.ArgumentParser(
@@ -896,6 +904,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="serve Prometheus metrics (/metrics) and a health check (/health) over HTTP here",
     )
+    p.add_argument(
+        "--cluster",
+        metavar="URL",
+        type=_cluster_url,
+        default=None,
+        help="serve one chat with every server started with this Redis URL "
+        "(redis://HOST:PORT[/DB], rediss://..., unix://PATH); work in progress, "
+        "see docs/CLUSTER.md",
+    )
+    p.add_argument(
+        "--cluster-name",
+        metavar="NAME",
+        default="p2pchat",
+        help="which chat of the --cluster Redis to serve",
+    )
     return p
 
 
@@ -915,10 +938,27 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 async def serve(
-    host: str, port: int, config: ServerConfig, metrics: tuple[str, int] | None = None
+    host: str,
+    port: int,
+    config: ServerConfig,
+    metrics: tuple[str, int] | None = None,
+    cluster_url: str | None = None,
+    cluster_name: str = "p2pchat",
 ) -> None:
     """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly."""
-    server = ChatServer(config)
+    cluster = None
+    if cluster_url is None:
+        server = ChatServer(config)
+    else:
+        from .cluster import ClusterUnavailable, RedisCluster  # redis-py loads only then
+
+        cluster = RedisCluster(cluster_url, cluster_name)
+        server = ChatServer(config, sequencer=cluster)
+        try:
+            await cluster.start()  # the list as it is, before anyone can register here
+        except ClusterUnavailable as error:
+            raise SystemExit(f"p2pchat-server: {error}") from None
+        log.info("node %s of chat %r on %s", cluster.node_id, cluster_name, cluster_url)
     endpoint = None
     if metrics is not None:
         from .metrics import MetricsEndpoint  # aiohttp loads only when asked for
@@ -937,6 +977,8 @@ async def serve(
     await stop.wait()
     log.info("shutting down")
     await server.close()
+    if cluster is not None:
+        await cluster.close()  # after the server: its participants' leaves go out first
     if endpoint is not None:
         await endpoint.close()
 
@@ -956,7 +998,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        _net.run(lambda: serve(args.host, args.port, config, args.metrics))
+        _net.run(
+            lambda: serve(
+                args.host, args.port, config, args.metrics, args.cluster, args.cluster_name
+            )
+        )
     except OSError as error:
         where = error.filename or f"{args.host}:{args.port}"  # the metrics' address, if theirs
         print(

@@ -92,7 +92,7 @@ class Outbox(Protocol[C_contra]):
         for UPDATEs, which may wait a little for company."""
 
     def refuse(self, conn: C_contra, reason: str) -> None:
-        """``conn``'s REGISTER was refused: the ERROR, and it may go on."""
+        """``conn``'s REGISTER or BROADCAST was refused: the ERROR, and it may go on."""
 
 
 class ServerCore(Generic[C]):
@@ -119,9 +119,10 @@ class ServerCore(Generic[C]):
         else:
             raise TypeError(f"not an ordered event: {event!r}")
 
-    def refuse(self, event: JoinEvent[C], reason: str) -> None:
+    def refuse(self, event: JoinEvent[C] | BroadcastEvent[C], reason: str) -> None:
         """The sequencer refused a join (say, its nickname was claimed through another
-        server first): it never takes a place in the order."""
+        server first) or a broadcast (say, the order cannot be reached): it never
+        takes a place in the order, and its connection gets the ERROR."""
         if event.origin is not None:
             self._out.refuse(event.origin, reason)
 

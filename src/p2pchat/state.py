@@ -32,6 +32,18 @@ class Remote:
     key: str
 
 
+def nickname_in_use(participant: Participant) -> str:
+    """Why a REGISTER is refused whose nickname is taken (compared by nick_key)."""
+    return f"nickname '{participant.nick}' is already in use"
+
+
+def address_in_use(participant: Participant, holder: str) -> str:
+    """Why a REGISTER is refused whose UDP address ``holder`` registered."""
+    return (
+        f"address {participant.endpoint} is already registered by '{holder}'; use another UDP port"
+    )
+
+
 class Registry(Generic[C]):
     """Registered participants by holder (a connection, or a ``Remote``), in join
     order; nicknames unique (compared by nick_key) and UDP addresses unique."""
@@ -79,14 +91,11 @@ class Registry(Generic[C]):
                 f"already registered as '{self._by_conn[conn].nick}' on this connection"
             )
         if participant.key in self._by_key:
-            raise RegistrationRefused(f"nickname '{participant.nick}' is already in use")
+            raise RegistrationRefused(nickname_in_use(participant))
         # Participant.ip is canonical, so equal addresses compare equal.
         holder = self._by_address.get(participant.udp_address)
         if holder is not None:
-            raise RegistrationRefused(
-                f"address {participant.endpoint} is already registered by "
-                f"'{self._by_conn[holder].nick}'; use another UDP port"
-            )
+            raise RegistrationRefused(address_in_use(participant, self._by_conn[holder].nick))
 
     def register(self, conn: C, participant: Participant) -> None:
         self.check(conn, participant)
