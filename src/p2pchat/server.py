@@ -658,17 +658,19 @@ class ChatServer:
                             transport.write(data)
                             if transport.get_write_buffer_size() > sendq:
                                 overflowed.append(conn)
-                    # Counted per batch: every member but those with a stream of their own.
-                    readers = len(self._members) - sum([c in self._members for c in own])
-                    self.stats.messages_out += readers * len(batch)
-                    self.stats.bytes_out += readers * len(data)
+                readers = len(self._members)  # those that got the batch as one object
                 for conn in own:
                     conn.own = False
-                    if conn.mark < len(batch) and conn in self._members:
-                        conn.out += batch[conn.mark :]
+                    if conn in self._members:
+                        readers -= 1
+                        if conn.mark < len(batch):
+                            conn.out += batch[conn.mark :]
                     conn.mark = 0
                     if not conn.write_out():
                         overflowed.append(conn)
+                if batch:  # counted per batch, not per reader; write_out counts the others
+                    self.stats.messages_out += readers * len(batch)
+                    self.stats.bytes_out += readers * len(data)
                 if overflowed:
                     self._drop(overflowed)
         finally:
