@@ -74,6 +74,19 @@ async def test_keys_typed_in_a_burst_send_each_line_once(alice: ChatApp, bob: Ch
         assert await next_broadcasts(bob, 4) == ["a1", "a2", "a3", "end"]
 
 
+async def test_answers_to_lines_typed_in_a_burst_come_in_the_order_typed(
+    alice: ChatApp, bob: ChatClient
+) -> None:
+    """A line that is no valid command answers in its turn, not ahead of the lines before it."""
+    async with alice.run_test(size=(120, 30)) as pilot:
+        await burst(pilot, *"/who", "enter", *"/nope", "enter")
+        await until(pilot, lambda: "unknown command /nope" in log_text(alice))
+        await until(pilot, lambda: log_text(alice).count("participant(s)") == 2)
+        answers = log_text(alice).splitlines()[-2:]
+        assert "participant(s)" in answers[0]
+        assert "unknown command /nope" in answers[1]
+
+
 async def test_a_pasted_block_sends_each_line_once_in_order(
     alice: ChatApp, bob: ChatClient
 ) -> None:

@@ -37,7 +37,7 @@ from ..events import (
     PeerLeft,
     Registered,
 )
-from ..frontend import Output, execute, others_hosted
+from ..frontend import Output, execute, others_hosted, run_line
 from ..present import Kind, Presenter, Report, join_text, quit_question, title
 from ..protocol import nick_key
 from .widgets import CommandInput, ParticipantList, StatusBar
@@ -157,7 +157,8 @@ class ChatApp(App[int]):
             GROUP: ConversationLog(GROUP, clock, id="log-group")
         }
         self._unread: dict[Conversation, int] = {}
-        self._commands: asyncio.Queue[tuple[commands.Command, Conversation]] = asyncio.Queue()
+        # Typed lines and chosen commands, with the tab each came from: carried out in order.
+        self._commands: asyncio.Queue[tuple[str | commands.Command, Conversation]] = asyncio.Queue()
         self._people_shown = False  # on a narrow screen, after F2
 
     # -- layout ---------------------------------------------------------------------
@@ -209,7 +210,11 @@ class ChatApp(App[int]):
         # One at a time, in the order typed, without holding up the screen.
         while True:
             command, where = await self._commands.get()
-            await execute(_Session(self, where), command)
+            session = _Session(self, where)
+            if isinstance(command, str):
+                await run_line(session, command)
+            else:
+                await execute(session, command)
 
     def show(self, report: Report) -> None:
         """Shows one report (the Output protocol)."""
@@ -306,13 +311,8 @@ class ChatApp(App[int]):
 
     @on(CommandInput.Line)
     def _typed(self, event: CommandInput.Line) -> None:
-        try:
-            command = commands.parse(event.value)
-        except commands.InputError as error:
-            self.show(self.presenter.error(str(error)))
-            return
-        if command is not None:
-            self._commands.put_nowait((command, self._current()))
+        # Parsed in its turn too: an error must not overtake the answers to earlier lines.
+        self._commands.put_nowait((event.value, self._current()))
 
     # -- key actions ------------------------------------------------------------------
 
