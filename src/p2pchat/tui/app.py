@@ -258,9 +258,12 @@ class ChatApp(App[int]):
             self.query_one(TabbedContent).add_pane(TabPane(Content(title(chat)), log, id=pane_id))
         return log
 
+    def _chat_in(self, pane_id: str | None) -> Conversation | None:
+        """The conversation whose tab is ``pane_id``; None once that tab is closed."""
+        return next((chat for chat in self._logs if _pane_id(chat) == pane_id), None)
+
     def _current(self) -> Conversation:
-        active = self.query_one(TabbedContent).active
-        return next((chat for chat in self._logs if _pane_id(chat) == active), GROUP)
+        return self._chat_in(self.query_one(TabbedContent).active) or GROUP
 
     def _mark_unread(self, chat: Conversation, mention: bool) -> None:
         if chat == self._current():
@@ -274,7 +277,7 @@ class ChatApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_read(self, event: TabbedContent.TabActivated) -> None:
         # The tab of this event, not the active one: keys in a burst may have moved on.
-        chat = next((c for c in self._logs if _pane_id(c) == event.pane.id), None)
+        chat = self._chat_in(event.pane.id)
         if chat is None:  # its tab was closed meanwhile
             return
         self._unread.pop(chat, None)
