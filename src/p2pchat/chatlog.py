@@ -77,20 +77,19 @@ class ChatLog:
         """Appends one line (escaped already) to the log of ``chat``."""
         if self._broken:
             return
-        key = chat
         try:
-            f = self._files.get(key)
+            f = self._files.get(chat)
             if f is None:
                 path = self._path(chat)
                 path.parent.mkdir(parents=True, exist_ok=True)
-                f = self._files[key] = path.open("a", encoding="utf-8", buffering=1)
-                if key not in self._started:  # once per conversation per session
-                    self._started.add(key)
+                f = self._files[chat] = path.open("a", encoding="utf-8", buffering=1)
+                if chat not in self._started:  # once per conversation per session
+                    self._started.add(chat)
                     f.write(time.strftime("--- log opened %a %b %d %H:%M:%S %Y\n", self._clock()))
                 if len(self._files) > _OPEN_FILES:
                     self._files.popitem(last=False)[1].close()
             else:
-                self._files.move_to_end(key)
+                self._files.move_to_end(chat)
             f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', self._clock())} {text}\n")
         except OSError as error:
             log.warning("conversation logs disabled: %s", error)

@@ -2,8 +2,8 @@
 
 The line modes, the conversation logs and the full-screen client each
 implement ``Output``: they show the ``Report``s of ``present.Presenter``.
-``execute`` carries out a parsed command on a ``commands.Session`` and turns
-every failure into an error shown, so the front ends differ only in how they
+``run_line`` parses a typed line and ``execute`` carries out the command on a
+``commands.Session``; every failure becomes an error shown, so the front ends differ only in how they
 show things and in what they offer (tabs, a question before quitting).
 """
 
@@ -52,3 +52,15 @@ async def execute(session: commands.Session, command: commands.Command) -> None:
         session.show(error(str(failure), where))
     except OSError as failure:
         session.show(error(f"could not send: {failure}", where))
+
+
+async def run_line(session: commands.Session, line: str) -> None:
+    """Carries out one typed line; a malformed one is answered with the error, in its turn
+    among the lines typed before and after it."""
+    try:
+        command = commands.parse(line)
+    except commands.InputError as error:
+        session.show(session.presenter.error(str(error)))
+        return
+    if command is not None:
+        await execute(session, command)

@@ -15,7 +15,7 @@ import time
 from . import commands, typedlines
 from .client import ChatClient
 from .conversations import GROUP, Conversation, Direct
-from .frontend import Output, execute, others_hosted
+from .frontend import Output, others_hosted, run_line
 from .present import Kind, Presenter, Report
 
 
@@ -88,13 +88,7 @@ async def run(
             if line is None:
                 await client.wait_pending_chats()
                 break
-            try:
-                command = commands.parse(line)
-            except commands.InputError as error:
-                out.show(presenter.error(str(error)))
-                continue
-            if command is not None:
-                await execute(session, command)
+            await run_line(session, line)
         if others := others_hosted(client, hosting):
             out.show(presenter.leaving_hosted(others))
     finally:

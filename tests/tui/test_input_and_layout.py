@@ -16,6 +16,7 @@ from textual.widgets import RichLog, TabbedContent
 
 from p2pchat.client import ChatClient
 from p2pchat.events import BroadcastReceived, ChatOpened, ChatReceived
+from p2pchat.protocol import DEFAULT_MAX_MESSAGE_BYTES
 from p2pchat.server import ChatServer
 from p2pchat.tui import ChatApp
 from p2pchat.tui.widgets import CommandInput, ParticipantList, StatusBar
@@ -74,6 +75,19 @@ async def test_keys_typed_in_a_burst_send_each_line_once(alice: ChatApp, bob: Ch
         assert await next_broadcasts(bob, 4) == ["a1", "a2", "a3", "end"]
 
 
+async def test_answers_to_lines_typed_in_a_burst_come_in_the_order_typed(
+    alice: ChatApp, bob: ChatClient
+) -> None:
+    """A line that is no valid command answers in its turn, not ahead of the lines before it."""
+    async with alice.run_test(size=(120, 30)) as pilot:
+        await burst(pilot, *"/who", "enter", *"/nope", "enter")
+        await until(pilot, lambda: "unknown command /nope" in log_text(alice))
+        await until(pilot, lambda: log_text(alice).count("participant(s)") == 2)
+        answers = log_text(alice).splitlines()[-2:]
+        assert "participant(s)" in answers[0]
+        assert "unknown command /nope" in answers[1]
+
+
 async def test_a_pasted_block_sends_each_line_once_in_order(
     alice: ChatApp, bob: ChatClient
 ) -> None:
@@ -81,6 +95,17 @@ async def test_a_pasted_block_sends_each_line_once_in_order(
         alice.query_one(CommandInput).post_message(Paste("one\ntwo\nthree"))
         await pilot.press(*"end", "enter")
         assert await next_broadcasts(bob, 4) == ["one", "two", "three", "end"]
+
+
+async def test_a_paste_carries_the_largest_broadcast_whole(alice: ChatApp, bob: ChatClient) -> None:
+    """A paste with Windows line ends, its middle line the largest broadcast the server takes
+    (one byte more is refused): each line arrives whole, in order."""
+    largest = "é" + "x" * (DEFAULT_MAX_MESSAGE_BYTES - 2)  # multi-byte: counted in bytes
+    assert len(largest.encode()) == DEFAULT_MAX_MESSAGE_BYTES
+    async with alice.run_test(size=(120, 30)):
+        alice.query_one(CommandInput).post_message(Paste(f"before\r\n{largest}\r\nafter\r\n"))
+        assert await next_broadcasts(bob, 3) == ["before", largest, "after"]
+        assert alice.query_one(CommandInput).value == ""
 
 
 async def test_a_paste_of_many_lines_asks_first(alice: ChatApp, bob: ChatClient) -> None:

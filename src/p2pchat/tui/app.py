@@ -37,7 +37,7 @@ from ..events import (
     PeerLeft,
     Registered,
 )
-from ..frontend import Output, execute, others_hosted
+from ..frontend import Output, execute, others_hosted, run_line
 from ..present import Kind, Presenter, Report, join_text, quit_question, title
 from ..protocol import nick_key
 from .widgets import CommandInput, ParticipantList, StatusBar
@@ -157,7 +157,8 @@ class ChatApp(App[int]):
             GROUP: ConversationLog(GROUP, clock, id="log-group")
         }
         self._unread: dict[Conversation, int] = {}
-        self._commands: asyncio.Queue[tuple[commands.Command, Conversation]] = asyncio.Queue()
+        # Typed lines and chosen commands, with the tab each came from: carried out in order.
+        self._commands: asyncio.Queue[tuple[str | commands.Command, Conversation]] = asyncio.Queue()
         self._people_shown = False  # on a narrow screen, after F2
 
     # -- layout ---------------------------------------------------------------------
@@ -209,7 +210,11 @@ class ChatApp(App[int]):
         # One at a time, in the order typed, without holding up the screen.
         while True:
             command, where = await self._commands.get()
-            await execute(_Session(self, where), command)
+            session = _Session(self, where)
+            if isinstance(command, str):
+                await run_line(session, command)
+            else:
+                await execute(session, command)
 
     def show(self, report: Report) -> None:
         """Shows one report (the Output protocol)."""
@@ -253,9 +258,12 @@ class ChatApp(App[int]):
             self.query_one(TabbedContent).add_pane(TabPane(Content(title(chat)), log, id=pane_id))
         return log
 
+    def _chat_in(self, pane_id: str | None) -> Conversation | None:
+        """The conversation whose tab is ``pane_id``; None once that tab is closed."""
+        return next((chat for chat in self._logs if _pane_id(chat) == pane_id), None)
+
     def _current(self) -> Conversation:
-        active = self.query_one(TabbedContent).active
-        return next((chat for chat in self._logs if _pane_id(chat) == active), GROUP)
+        return self._chat_in(self.query_one(TabbedContent).active) or GROUP
 
     def _mark_unread(self, chat: Conversation, mention: bool) -> None:
         if chat == self._current():
@@ -269,7 +277,7 @@ class ChatApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_read(self, event: TabbedContent.TabActivated) -> None:
         # The tab of this event, not the active one: keys in a burst may have moved on.
-        chat = next((c for c in self._logs if _pane_id(c) == event.pane.id), None)
+        chat = self._chat_in(event.pane.id)
         if chat is None:  # its tab was closed meanwhile
             return
         self._unread.pop(chat, None)
@@ -306,13 +314,8 @@ class ChatApp(App[int]):
 
     @on(CommandInput.Line)
     def _typed(self, event: CommandInput.Line) -> None:
-        try:
-            command = commands.parse(event.value)
-        except commands.InputError as error:
-            self.show(self.presenter.error(str(error)))
-            return
-        if command is not None:
-            self._commands.put_nowait((command, self._current()))
+        # Parsed in its turn too: an error must not overtake the answers to earlier lines.
+        self._commands.put_nowait((event.value, self._current()))
 
     # -- key actions ------------------------------------------------------------------
 
