@@ -30,6 +30,7 @@ from .core import (
     ClientLimits,
     DirectAction,
     all_taken,
+    invalid_input,
     nick_taken,
 )
 from .direct import DirectChatManager
@@ -49,7 +50,6 @@ from .protocol import (
     Decoder,
     Error,
     ListRequest,
-    LocalProtocolError,
     Participant,
     ParticipantList,
     Register,
@@ -235,10 +235,8 @@ class ChatClient:
 
     async def broadcast(self, text: str) -> None:
         """Sends ``text`` to everyone; InvalidInputError if the protocol cannot carry it."""
-        try:
+        with invalid_input():
             data = Broadcast(self.nick, text).encode()
-        except LocalProtocolError as error:
-            raise InvalidInputError(str(error)) from None
         await self._send(data)
 
     async def refresh_participants(self) -> None:
@@ -265,10 +263,8 @@ class ChatClient:
         RegistrationError says why; InvalidInputError for a nickname the protocol
         cannot carry, NotConnectedError while the server connection is down or the
         client closes. Calls made while one is under way wait for it, in turn."""
-        try:
+        with invalid_input():
             new = check_nick(nick)
-        except LocalProtocolError as error:
-            raise InvalidInputError(str(error)) from None
         async with self._nick_lock:
             await self._change_nick(new)
 
