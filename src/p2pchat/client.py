@@ -389,10 +389,6 @@ class ChatClient:
             ) from None
         self._writer = writer
         self._decoder = decoder
-        if reason is None:
-            wanted = self._core.wanted
-            taken = me.nick != wanted
-            reason = f"'{wanted}' was taken" if taken else f"'{wanted}' is free again"
         self._emit(
             self._core.registered(
                 me, listing.participants, reason, asyncio.get_running_loop().time()

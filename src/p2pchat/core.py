@@ -713,11 +713,19 @@ class ClientCore:
         return nicks
 
     def registered(
-        self, me: Participant, participants: tuple[Participant, ...], reason: str, now: float
+        self,
+        me: Participant,
+        participants: tuple[Participant, ...],
+        reason: str | None,
+        now: float,
     ) -> list[DirectAction]:
         """The server took our REGISTER (``me``) and sent its LIST; ``reason`` says why
-        a nickname other than the last one was used."""
+        a nickname other than the last one was used (None: whether the one we want
+        was taken, or is free again)."""
         old = self.nick
+        if reason is None:
+            taken = me.nick != self.wanted
+            reason = f"'{self.wanted}' was taken" if taken else f"'{self.wanted}' is free again"
         self.me = me
         self._told_full = False
         self.reconnects.succeeded()
