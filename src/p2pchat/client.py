@@ -28,7 +28,6 @@ from .core import (
     ClientConfig,
     ClientCore,
     ClientLimits,
-    DirectAction,
     all_taken,
     invalid_input,
     nick_taken,
@@ -325,9 +324,6 @@ class ChatClient:
 
     # -- internals: connection and registration ------------------------------------
 
-    def _emit(self, actions: Sequence[DirectAction]) -> None:
-        self._direct.apply(list(actions))
-
     async def _send(self, data: bytes) -> None:
         writer = self._writer
         if writer is None:
@@ -389,7 +385,7 @@ class ChatClient:
             ) from None
         self._writer = writer
         self._decoder = decoder
-        self._emit(
+        self._direct.apply(
             self._core.registered(
                 me, listing.participants, reason, asyncio.get_running_loop().time()
             )
@@ -500,7 +496,7 @@ class ChatClient:
         loop = asyncio.get_running_loop()
         while True:
             when, actions = self._core.lost(reason, loop.time())
-            self._emit(actions)
+            self._direct.apply(actions)
             if when is None:
                 return None
             await asyncio.sleep(max(0.0, when - loop.time()))
@@ -526,7 +522,7 @@ class ChatClient:
                 if not events.has_room:
                     await events.room()
                 if not isinstance(event, RemoteProtocolError):
-                    self._emit(self._core.server_message(event, loop.time()))
+                    self._direct.apply(self._core.server_message(event, loop.time()))
                     continue
                 log.warning("bad message from the server: %s", event)
                 if event.fatal:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,7 +320,7 @@ class DirectChatManager:
 
     # -- carrying out the core's actions ---------------------------------------------------
 
-    def apply(self, actions: list[DirectAction]) -> None:
+    def apply(self, actions: Sequence[DirectAction]) -> None:
         for action in actions:
             match action:
                 case Emit(event=event):
@@ -352,12 +352,11 @@ class DirectChatManager:
                     self._settle(key, error)
 
     def _set_timer(self, hs: Handshake, at: float | None) -> None:
-        found = self._links.get(hs)
-        if found is None:
+        link = self._links.get(hs)
+        if link is None:
             if at is None or not hs.live:
                 return
-            found = self._links[hs] = _Link()
-        link = found
+            link = self._links[hs] = _Link()
         if link.timer is not None:
             link.timer.cancel()
         link.timer = None
