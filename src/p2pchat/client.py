@@ -128,18 +128,15 @@ class ChatClient:
 
     def _setup(self, config: ClientConfig, rng: random.Random | None) -> None:
         self.config = config
-        self.limits = config.limits
-        self.host = config.host
-        self.port = config.port
         self._core = ClientCore(config, rng)
-        self._events = EventQueue(self.limits.max_unread_events, self.limits.max_unread_bytes)
+        self._events = EventQueue(config.limits.max_unread_events, config.limits.max_unread_bytes)
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
         self._renaming = False  # change_nick has left the server and registers again
         self._nick_lock = asyncio.Lock()  # one change_nick at a time, in the order called
-        self._direct = DirectChatManager(self._core.direct, self._events, self.limits)
+        self._direct = DirectChatManager(self._core.direct, self._events)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -176,6 +173,18 @@ class ChatClient:
         await self.close()
 
     # -- what the user sees --------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    @property
+    def limits(self) -> ClientLimits:
+        return self.config.limits
 
     @property
     def nick(self) -> str:

@@ -228,10 +228,10 @@ class DirectChatManager:
     and timers around ``DirectCore``, which decides. Built without an event loop; the
     loop is taken when the UDP socket is attached (``ChatClient.connect``)."""
 
-    def __init__(self, core: DirectCore, events: EventQueue, limits: ClientLimits) -> None:
+    def __init__(self, core: DirectCore, events: EventQueue) -> None:
         self._core = core
         self._events = events
-        self._limits = limits
+        self._limits = limits = core.limits
         self._bind_ip: str | None = None  # None when our registered IP is not one of ours
         self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._unfinished = _Unfinished(limits.max_unfinished_bytes)
