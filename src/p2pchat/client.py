@@ -28,8 +28,8 @@ from .core import (
     ClientConfig,
     ClientCore,
     ClientLimits,
-    DirectAction,
     all_taken,
+    invalid_input,
     nick_taken,
 )
 from .direct import DirectChatManager
@@ -49,7 +49,6 @@ from .protocol import (
     Decoder,
     Error,
     ListRequest,
-    LocalProtocolError,
     Participant,
     ParticipantList,
     Register,
@@ -129,18 +128,15 @@ class ChatClient:
 
     def _setup(self, config: ClientConfig, rng: random.Random | None) -> None:
         self.config = config
-        self.limits = config.limits
-        self.host = config.host
-        self.port = config.port
         self._core = ClientCore(config, rng)
-        self._events = EventQueue(self.limits.max_unread_events, self.limits.max_unread_bytes)
+        self._events = EventQueue(config.limits.max_unread_events, config.limits.max_unread_bytes)
         self._writer: asyncio.StreamWriter | None = None
         self._decoder = _server_decoder()
         self._reader_task: asyncio.Task[None] | None = None
         self._closing = False
         self._renaming = False  # change_nick has left the server and registers again
         self._nick_lock = asyncio.Lock()  # one change_nick at a time, in the order called
-        self._direct = DirectChatManager(self._core.direct, self._events, self.limits)
+        self._direct = DirectChatManager(self._core.direct, self._events)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -177,6 +173,18 @@ class ChatClient:
         await self.close()
 
     # -- what the user sees --------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self.config.host
+
+    @property
+    def port(self) -> int:
+        return self.config.port
+
+    @property
+    def limits(self) -> ClientLimits:
+        return self.config.limits
 
     @property
     def nick(self) -> str:
@@ -235,10 +243,8 @@ class ChatClient:
 
     async def broadcast(self, text: str) -> None:
         """Sends ``text`` to everyone; InvalidInputError if the protocol cannot carry it."""
-        try:
+        with invalid_input():
             data = Broadcast(self.nick, text).encode()
-        except LocalProtocolError as error:
-            raise InvalidInputError(str(error)) from None
         await self._send(data)
 
     async def refresh_participants(self) -> None:
@@ -265,10 +271,8 @@ class ChatClient:
         RegistrationError says why; InvalidInputError for a nickname the protocol
         cannot carry, NotConnectedError while the server connection is down or the
         client closes. Calls made while one is under way wait for it, in turn."""
-        try:
+        with invalid_input():
             new = check_nick(nick)
-        except LocalProtocolError as error:
-            raise InvalidInputError(str(error)) from None
         async with self._nick_lock:
             await self._change_nick(new)
 
@@ -328,9 +332,6 @@ class ChatClient:
         await self._direct.wait_pending()
 
     # -- internals: connection and registration ------------------------------------
-
-    def _emit(self, actions: Sequence[DirectAction]) -> None:
-        self._direct.apply(list(actions))
 
     async def _send(self, data: bytes) -> None:
         writer = self._writer
@@ -393,11 +394,7 @@ class ChatClient:
             ) from None
         self._writer = writer
         self._decoder = decoder
-        if reason is None:
-            wanted = self._core.wanted
-            taken = me.nick != wanted
-            reason = f"'{wanted}' was taken" if taken else f"'{wanted}' is free again"
-        self._emit(
+        self._direct.apply(
             self._core.registered(
                 me, listing.participants, reason, asyncio.get_running_loop().time()
             )
@@ -508,7 +505,7 @@ class ChatClient:
         loop = asyncio.get_running_loop()
         while True:
             when, actions = self._core.lost(reason, loop.time())
-            self._emit(actions)
+            self._direct.apply(actions)
             if when is None:
                 return None
             await asyncio.sleep(max(0.0, when - loop.time()))
@@ -534,7 +531,7 @@ class ChatClient:
                 if not events.has_room:
                     await events.room()
                 if not isinstance(event, RemoteProtocolError):
-                    self._emit(self._core.server_message(event, loop.time()))
+                    self._direct.apply(self._core.server_message(event, loop.time()))
                     continue
                 log.warning("bad message from the server: %s", event)
                 if event.fatal:

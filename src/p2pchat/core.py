@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .errors import DirectChatError, InvalidInputError
@@ -145,10 +146,10 @@ class ClientConfig:
     limits: ClientLimits = field(default_factory=ClientLimits)
 
     def __post_init__(self) -> None:
-        check = _checked
-        object.__setattr__(self, "nick", check(check_nick, self.nick))
-        if self.ip:
-            object.__setattr__(self, "ip", check(canonical_ip, self.ip))
+        with invalid_input():
+            object.__setattr__(self, "nick", check_nick(self.nick))
+            if self.ip:
+                object.__setattr__(self, "ip", canonical_ip(self.ip))
         if not 0 < self.port <= 65535:
             raise InvalidInputError(f"server port must be 1 to 65535, not {self.port}")
         if not 0 <= self.udp_port <= 65535:
@@ -159,9 +160,11 @@ class ClientConfig:
             raise InvalidInputError("reconnect_caps must be positive, at least one")
 
 
-def _checked(check: Callable[[str], str], value: str) -> str:
+@contextmanager
+def invalid_input() -> Iterator[None]:
+    """What the protocol cannot carry, the user is told as an InvalidInputError."""
     try:
-        return check(value)
+        yield
     except LocalProtocolError as error:
         raise InvalidInputError(str(error)) from None
 
@@ -321,10 +324,8 @@ class DirectCore:
 
     def encode(self, text: str) -> bytes:
         """The CHAT frame for ``text``; InvalidInputError if it cannot be sent."""
-        try:
+        with invalid_input():
             data = Chat(text).encode()
-        except LocalProtocolError as error:
-            raise InvalidInputError(str(error)) from None
         size = int(data[5 : data.index(b":", 5)])  # the Length just encoded
         if size > self._max:
             raise InvalidInputError(f"message too long: {size} bytes, limit {self._max}")
@@ -712,11 +713,19 @@ class ClientCore:
         return nicks
 
     def registered(
-        self, me: Participant, participants: tuple[Participant, ...], reason: str, now: float
+        self,
+        me: Participant,
+        participants: tuple[Participant, ...],
+        reason: str | None,
+        now: float,
     ) -> list[DirectAction]:
         """The server took our REGISTER (``me``) and sent its LIST; ``reason`` says why
-        a nickname other than the last one was used."""
+        a nickname other than the last one was used (None: whether the one we want
+        was taken, or is free again)."""
         old = self.nick
+        if reason is None:
+            taken = me.nick != self.wanted
+            reason = f"'{self.wanted}' was taken" if taken else f"'{self.wanted}' is free again"
         self.me = me
         self._told_full = False
         self.reconnects.succeeded()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,10 +228,10 @@ class DirectChatManager:
     and timers around ``DirectCore``, which decides. Built without an event loop; the
     loop is taken when the UDP socket is attached (``ChatClient.connect``)."""
 
-    def __init__(self, core: DirectCore, events: EventQueue, limits: ClientLimits) -> None:
+    def __init__(self, core: DirectCore, events: EventQueue) -> None:
         self._core = core
         self._events = events
-        self._limits = limits
+        self._limits = limits = core.limits
         self._bind_ip: str | None = None  # None when our registered IP is not one of ours
         self._listen_host = "0.0.0.0"  # where listeners bind: our IP, or a wildcard of its family
         self._unfinished = _Unfinished(limits.max_unfinished_bytes)
@@ -320,7 +320,7 @@ class DirectChatManager:
 
     # -- carrying out the core's actions ---------------------------------------------------
 
-    def apply(self, actions: list[DirectAction]) -> None:
+    def apply(self, actions: Sequence[DirectAction]) -> None:
         for action in actions:
             match action:
                 case Emit(event=event):
@@ -352,12 +352,11 @@ class DirectChatManager:
                     self._settle(key, error)
 
     def _set_timer(self, hs: Handshake, at: float | None) -> None:
-        found = self._links.get(hs)
-        if found is None:
+        link = self._links.get(hs)
+        if link is None:
             if at is None or not hs.live:
                 return
-            found = self._links[hs] = _Link()
-        link = found
+            link = self._links[hs] = _Link()
         if link.timer is not None:
             link.timer.cancel()
         link.timer = None

@@ -21,6 +21,7 @@ from p2pchat.events import (
     PeerJoined,
     PeerLeft,
     Registered,
+    ServerError,
 )
 from p2pchat.server import ChatServer
 
@@ -116,6 +117,25 @@ async def test_broadcast_join_leave_and_ignore(
     left = await wait_event(alice, PeerLeft)
     assert left.participant.nick == "carol"
     assert [p.nick for p in alice.participants] == ["alice", "bob"]
+
+
+async def test_a_broadcast_over_the_servers_limit_is_its_error_and_a_direct_one_raises(
+    server: ChatServer, closing: list[ChatClient]
+) -> None:
+    """The message limit a user meets, as README's library section says: a broadcast
+    over the server's limit comes back as the server's ERROR and the client stays
+    registered; a direct message over 64 KiB is refused before anything is sent."""
+    alice, bob = [await joined(server.port, n) for n in ("alice", "bob")]
+    closing.extend([alice, bob])
+    await wait_event(alice, PeerJoined, lambda e: e.participant.nick == "bob")
+    await alice.broadcast("x" * (64 * 1024 + 1))
+    refused = await wait_event(alice, ServerError)
+    assert "too long" in refused.text
+    await alice.broadcast("still here")
+    assert await wait_event(bob, BroadcastReceived) == BroadcastReceived("alice", "still here")
+    with pytest.raises(InvalidInputError, match="too long"):
+        await alice.send_chat("bob", "x" * (64 * 1024 + 1))
+    assert alice.chat_state("bob") is None
 
 
 async def test_d10_list_request_refreshes(server: ChatServer, closing: list[ChatClient]) -> None:

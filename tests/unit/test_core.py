@@ -341,6 +341,18 @@ def test_a_fallback_registration_tells_the_user_and_keeps_the_wanted_nickname() 
     assert events(core.server_message(Broadcast("bob", "other"), 0.0))
 
 
+def test_a_reconnect_says_whether_the_wanted_nickname_was_taken_or_is_free_again() -> None:
+    core = core_with(nick="bob")
+    fallback = Participant("bob_", "127.0.0.1", 4001)
+    assert events(core.registered(fallback, (fallback,), None, 0.0))[0] == NickChanged(
+        "bob", "bob_", "'bob' was taken"
+    )
+    back = Participant("bob", "127.0.0.1", 4001)
+    assert events(core.registered(back, (back,), None, 1.0))[0] == NickChanged(
+        "bob_", "bob", "'bob' is free again"
+    )
+
+
 def test_the_reconnect_schedule_runs_from_each_loss() -> None:
     class Half:
         def random(self) -> float:
