@@ -29,8 +29,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -54,6 +56,13 @@ READ_BLOCK_MS = 1000
 READ_COUNT = 1000
 RETRY_INTERVAL = 0.5
 BATCH_MAX = 512  # events sent in one round trip at most
+# A node whose heartbeat Redis has not seen for this long is declared dead by the
+# others: its participants leave. It beats five times in that time.
+NODE_TIMEOUT = 5.0
+DROPPED = (
+    "this server lost touch with the chat for too long, and the chat dropped your "
+    "registration; connect again"
+)
 # Joins and broadcasts waiting to be sent, at most: past it (Redis slow or gone)
 # they are refused at once rather than held in memory.
 QUEUE_MAX = 10_000
@@ -90,16 +99,168 @@ redis.call('XADD', KEYS[1], '*', 't', 'b', 'n', ARGV[2], 'f', ARGV[3], 'd', ARGV
 return 1
 """
 
-# KEYS: log, members. The list and the position it is at, in one step.
+# Stream ids compared as numbers (Redis's Lua numbers hold a millisecond time exactly).
+_OLDER = """
+local function older(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+"""
+
+# KEYS: log, members, nodes, epoch; ARGV: prefix, node, ttl ms, a fresh epoch.
+# The list and the position it is at, in one step; the node is alive from then on,
+# and its position keeps the stream from being trimmed past it.
 _LOAD = """
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local id = '0-0'
 if last[1] then id = last[1][1] end
-return {id, redis.call('HVALS', KEYS[2])}
+local epoch = redis.call('GET', KEYS[4])
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('SET', KEYS[4], epoch)
+end
+redis.call('SET', ARGV[1] .. ':alive:' .. ARGV[2], '1', 'PX', ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[2], id)
+return {id, redis.call('HVALS', KEYS[2]), epoch}
+"""
+
+# KEYS: log, claims, members, addresses, nodes, epoch, trimmed
+# ARGV: prefix, node, ttl ms, the epoch this node knows, a fresh epoch, its position
+# A node's heartbeat, and the sweep of the nodes whose heartbeats stopped: their
+# participants leave, in join order. Running it twice does nothing more. Returns
+# {status, epoch, participants swept, nodes swept...}; status is 'lost' when the
+# chat's keys are gone (Redis restarted empty), 'swept' when this node was declared
+# dead, 'behind' when besides the stream was trimmed past its position.
+_HEARTBEAT = (
+    _OLDER
+    + """
+local alive = ARGV[1] .. ':alive:'
+local status = 'ok'
+local epoch = redis.call('GET', KEYS[6])
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('SET', KEYS[6], epoch)
+end
+if epoch ~= ARGV[4] then
+  status = 'lost'
+elseif redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then
+  status = 'swept'
+  local trimmed = redis.call('GET', KEYS[7])
+  if trimmed and older(ARGV[6], trimmed) then status = 'behind' end
+end
+-- A sweeper whose own heartbeat had lapsed was stalled, or Redis was: the others
+-- may merely not have had their turn yet, so nobody is swept this time.
+local steady = redis.call('EXISTS', alive .. ARGV[2]) == 1
+redis.call('SET', alive .. ARGV[2], '1', 'PX', ARGV[3])
+redis.call('HSET', KEYS[5], ARGV[2], ARGV[6])
+local nodes = redis.call('HGETALL', KEYS[5])
+local dead, swept_nodes, low = {}, {}, nil
+for i = 1, #nodes, 2 do
+  if steady and redis.call('EXISTS', alive .. nodes[i]) == 0 then
+    dead[nodes[i]] = true
+    table.insert(swept_nodes, nodes[i])
+    redis.call('HDEL', KEYS[5], nodes[i])
+  elseif low == nil or older(nodes[i + 1], low) then
+    low = nodes[i + 1]
+  end
+end
+local swept = 0
+if #swept_nodes > 0 then
+  local gone = {}
+  local members = redis.call('HGETALL', KEYS[3])
+  for i = 1, #members, 2 do
+    local m = cjson.decode(members[i + 1])
+    if dead[m[5]] then table.insert(gone, {members[i], m}) end
+  end
+  table.sort(gone, function(x, y) return older(x[2][1], y[2][1]) end)
+  for _, g in ipairs(gone) do
+    local m = g[2]
+    redis.call('HDEL', KEYS[2], g[1])
+    redis.call('HDEL', KEYS[3], g[1])
+    redis.call('HDEL', KEYS[4], m[3] .. ' ' .. m[4])
+    redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', m[5], 'w', 'd',
+      'nick', m[2], 'ip', m[3], 'port', m[4])
+    swept = swept + 1
+  end
+end
+-- What every live node has applied is needed no more (a node starting up loads the
+-- list, not the stream).
+if low ~= nil and low ~= '0-0' then
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if first[1] and older(first[1][1], low) then
+    redis.call('XTRIM', KEYS[1], 'MINID', low)
+    redis.call('SET', KEYS[7], low)
+  end
+end
+local answer = {status, epoch, swept}
+for _, n in ipairs(swept_nodes) do table.insert(answer, n) end
+return answer
+"""
+)
+
+# KEYS: log, claims, members, addresses; ARGV: key, nick, ip, port, node, address
+# A participant of this node claimed again after Redis lost the chat's keys.
+_RECLAIM = """
+local holder = redis.call('HGET', KEYS[2], ARGV[1])
+if holder == ARGV[5] then return 1 end
+if holder then return 0 end
+local at = redis.call('HGET', KEYS[4], ARGV[6])
+if at and at ~= ARGV[2] then return 0 end
+local id = redis.call('XADD', KEYS[1], '*', 't', 'j', 'n', ARGV[5], 's', '', 'w', 'r',
+  'nick', ARGV[2], 'ip', ARGV[3], 'port', ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
+redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({id, ARGV[2], ARGV[3], ARGV[4], ARGV[5]}))
+redis.call('HSET', KEYS[4], ARGV[6], ARGV[2])
+return 1
+"""
+
+# KEYS: log, claims; ARGV: key, nick, ip, port, node
+# A participant nobody claimed again after Redis lost the chat's keys: it leaves
+# (each node may say so; the second leave finds nobody).
+_PURGE = """
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', ARGV[5], 'w', 'p',
+  'nick', ARGV[2], 'ip', ARGV[3], 'port', ARGV[4])
+return 1
 """
 
 # What counts as Redis being unreachable (anything else is a bug, and raised).
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reclaim:
+    """Claim a participant of this node again (Redis lost the chat's keys)."""
+
+    participant: Participant
+
+
+@dataclass(frozen=True, slots=True)
+class _Purge:
+    """Say that a participant nobody claimed again has left."""
+
+    participant: Participant
+
+
+_Work = OrderedEvent[Any] | _Reclaim | _Purge
+
+
+@dataclass(slots=True)
+class ClusterStats:
+    """What a node's link to the chat has been through, for its metrics."""
+
+    link_failures: int = 0  # calls to Redis that failed or timed out
+    unavailable_refusals: int = 0  # REGISTERs and BROADCASTs refused for that
+    claims_lost: int = 0  # BROADCASTs refused: the sender's claim was gone
+    entries_applied: int = 0  # stream entries applied, every node's
+    nodes_swept: int = 0  # other nodes this node declared dead
+    participants_swept: int = 0  # their participants, dropped by this node's sweeps
+    dropped: int = 0  # local participants dropped: this node was declared dead
+    state_lost: int = 0  # times Redis had lost the chat's keys
+    reclaimed: int = 0  # participants claimed again after that
+    reloads: int = 0  # times the list was loaded again (the stream moved on without it)
 
 
 class ClusterUnavailable(Exception):
@@ -128,16 +289,25 @@ class RedisCluster:
         node_id: str | None = None,
         *,
         queue_max: int = QUEUE_MAX,
+        node_timeout: float = NODE_TIMEOUT,
     ) -> None:
+        if node_timeout <= 0:
+            raise ValueError("the node timeout must be positive")
         self.url = url
         self.name = name
         self.node_id = node_id or uuid.uuid4().hex[:16]
         self.queue_max = queue_max
+        self.node_timeout = node_timeout
         self.sequencer: RedisSequencer | None = None
 
     def __call__(self, core: ServerCore[Any]) -> RedisSequencer:
         self.sequencer = RedisSequencer(
-            core, self.url, self.name, self.node_id, queue_max=self.queue_max
+            core,
+            self.url,
+            self.name,
+            self.node_id,
+            queue_max=self.queue_max,
+            node_timeout=self.node_timeout,
         )
         return self.sequencer
 
@@ -161,16 +331,23 @@ class RedisSequencer:
         node_id: str,
         *,
         queue_max: int = QUEUE_MAX,
+        node_timeout: float = NODE_TIMEOUT,
     ) -> None:
         self.core = core
         self.queue_max = queue_max
         self.node_id = node_id
+        self.node_timeout = node_timeout
+        self.stats = ClusterStats()
         self._node = node_id.encode()
-        prefix = f"p2pchat:{{{name}}}"
+        self._prefix = f"p2pchat:{{{name}}}"
+        prefix = self._prefix
         self.log_key = f"{prefix}:log"
         self._claims = f"{prefix}:claims"
         self._members = f"{prefix}:members"
         self._addresses = f"{prefix}:addresses"
+        self._nodes = f"{prefix}:nodes"
+        self._epoch_key = f"{prefix}:epoch"
+        self._trimmed = f"{prefix}:trimmed"
         # Two clients: the reader's blocking XREAD holds its connection for a while.
         # No retries of the writer's calls: a script sent again after its link failed may
         # have run already, and would then refuse a nickname to its own holder or put a
@@ -185,42 +362,68 @@ class RedisSequencer:
             url,
             socket_timeout=CALL_TIMEOUT + READ_BLOCK_MS / 1000,
             socket_connect_timeout=CALL_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
         )
         self._join = self._redis.register_script(_JOIN)
         self._leave = self._redis.register_script(_LEAVE)
         self._broadcast = self._redis.register_script(_BROADCAST)
+        self._reclaim = self._redis.register_script(_RECLAIM)
+        self._purge = self._redis.register_script(_PURGE)
+        self._heartbeat = self._redis.register_script(_HEARTBEAT)
         self._load = self._redis.register_script(_LOAD)
+        self._reader_load = self._reader_redis.register_script(_LOAD)
         self.last_id = "0-0"  # the last stream entry applied here
-        self._queue: asyncio.Queue[OrderedEvent[Any]] = asyncio.Queue()
+        self.epoch = b""  # which life of the chat's keys this node knows
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._retry: list[LeaveEvent] = []  # leaves that could not be written yet
         # Joins submitted here and not yet applied, by their submission number.
         self._origins: dict[bytes, JoinEvent[Any]] = {}
         self._submissions = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._reload = False  # the reader is to load the list again
+        self._purge_timer: asyncio.TimerHandle | None = None
         self.reachable = True
+        # For the metrics and the health check: when Redis last took a heartbeat
+        # (time.time()), and when the reader last had applied every entry
+        # (time.monotonic()), and whether it has since.
+        self.last_heartbeat: float | None = None
+        self.caught_up_at = time.monotonic()
+        self.caught_up = False
+
+    def lag(self, now: float) -> float:
+        """How long this node may have been behind the global order at monotonic time
+        ``now``: 0 while it has read everything, else since it last had."""
+        if self.caught_up and self.reachable:
+            return 0.0
+        return max(0.0, now - self.caught_up_at)
 
     # -- the Sequencer ---------------------------------------------------------------
 
     def submit(self, event: OrderedEvent[Any]) -> None:
         if self._queue.qsize() >= self.queue_max and not isinstance(event, LeaveEvent):
-            self.core.refuse(event, UNAVAILABLE)  # leaves always wait: claims must go
+            self._refuse(event, UNAVAILABLE)  # leaves always wait: claims must go
             return
         # One writer, in submission order: this server's events keep their order.
         self._queue.put_nowait(event)
+
+    def _refuse(self, event: JoinEvent[Any] | BroadcastEvent[Any], reason: str) -> None:
+        if reason is UNAVAILABLE:
+            self.stats.unavailable_refusals += 1
+        elif reason is CLAIM_LOST:
+            self.stats.claims_lost += 1
+        self.core.refuse(event, reason)
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         """Loads the list and the stream's position, then reads and writes on from there."""
         try:
-            last, members = await self._load(keys=[self.log_key, self._members])
+            joins = await self._load_list(self._load)
         except _UNREACHABLE as error:
             await self._close_clients()
             raise ClusterUnavailable(f"cannot reach Redis: {error}") from error
-        self.last_id = last.decode()
-        joins = [json.loads(m) for m in members]
-        joins.sort(key=lambda j: _stream_id(j[0]))
+        self.last_heartbeat = time.time()
         for _, nick, ip, port, _node in joins:
             self.core.apply(JoinEvent(Participant(nick, ip, int(port))))
         log.info(
@@ -233,7 +436,21 @@ class RedisSequencer:
         self._tasks = [
             asyncio.create_task(self._read(), name="p2pchat-cluster-reader"),
             asyncio.create_task(self._write(), name="p2pchat-cluster-writer"),
+            asyncio.create_task(self._beat(), name="p2pchat-cluster-heartbeat"),
         ]
+
+    async def _load_list(self, load: Any) -> list[list[str]]:
+        """The chat's list in join order; sets the position it is at and the epoch."""
+        ttl = str(int(self.node_timeout * 1000))
+        last, members, epoch = await load(
+            keys=[self.log_key, self._members, self._nodes, self._epoch_key],
+            args=[self._prefix, self.node_id, ttl, uuid.uuid4().hex],
+        )
+        self.last_id = last.decode()
+        self.epoch = epoch
+        joins: list[list[str]] = [json.loads(m) for m in members]
+        joins.sort(key=lambda j: _stream_id(j[0]))
+        return joins
 
     async def close(self, timeout: float = 3.0) -> None:
         """Writes what was submitted (the leaves of a closing server), then stops."""
@@ -241,6 +458,8 @@ class RedisSequencer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), timeout)
         self._closing = True
+        if self._purge_timer is not None:
+            self._purge_timer.cancel()
         for task in self._tasks:
             task.cancel()
         # A cancelled XREAD may go on in redis-py: closing its link ends it, and the
@@ -248,6 +467,11 @@ class RedisSequencer:
         await self._reader_redis.connection_pool.disconnect()
         await asyncio.wait(self._tasks, timeout=timeout)
         self._tasks = []
+        if self.last_heartbeat is not None:
+            # Gone on purpose: the others need not wait for its heartbeat to lapse.
+            with contextlib.suppress(*_UNREACHABLE):
+                await self._redis.hdel(self._nodes, self.node_id)
+                await self._redis.delete(f"{self._prefix}:alive:{self.node_id}")
         await self._close_clients()
 
     async def _close_clients(self) -> None:
@@ -255,12 +479,102 @@ class RedisSequencer:
         await self._reader_redis.aclose()
 
     def _set_reachable(self, reachable: bool, error: BaseException | None = None) -> None:
+        if not reachable:
+            self.stats.link_failures += 1
         if reachable != self.reachable:
             self.reachable = reachable
             if reachable:
                 log.warning("Redis reachable again")
             else:
                 log.warning("Redis unreachable: %s", error)
+
+    # -- liveness --------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        """Tells Redis this node is alive, five times per node timeout, and sweeps
+        the nodes whose heartbeats stopped (any node may; the script does it once)."""
+        interval = self.node_timeout / 5
+        ttl = str(int(self.node_timeout * 1000))
+        keys = [
+            self.log_key,
+            self._claims,
+            self._members,
+            self._addresses,
+            self._nodes,
+            self._epoch_key,
+            self._trimmed,
+        ]
+        while True:
+            started = time.monotonic()
+            try:
+                status, epoch, swept, *dead = await self._heartbeat(
+                    keys=keys,
+                    args=[
+                        self._prefix,
+                        self.node_id,
+                        ttl,
+                        self.epoch,
+                        uuid.uuid4().hex,
+                        self.last_id,
+                    ],
+                )
+            except _UNREACHABLE as error:
+                self._set_reachable(False, error)
+            else:
+                self.last_heartbeat = time.time()
+                self._set_reachable(True)
+                if dead:
+                    self.stats.nodes_swept += len(dead)
+                    self.stats.participants_swept += swept
+                    log.warning(
+                        "declared dead (no heartbeat for %.1f s): node %s; %d participants leave",
+                        self.node_timeout,
+                        ", ".join(d.decode() for d in dead),
+                        swept,
+                    )
+                self._on_status(status, epoch)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    def _on_status(self, status: bytes, epoch: bytes) -> None:
+        if status == b"ok":
+            return
+        if status == b"lost":
+            self._lost(epoch)
+        elif status == b"swept":
+            # Its participants' leaves are in the stream: the reader drops them.
+            log.warning("this node was declared dead by the others; its participants leave")
+        elif status == b"behind":
+            log.warning(
+                "this node was declared dead and the order moved on without it; "
+                "dropping its participants and loading the list again"
+            )
+            self._reload = True
+
+    def _lost(self, epoch: bytes) -> None:
+        """Redis lost the chat's keys (restarted empty): claim this node's participants
+        again, in join order; after a node timeout (every live node has noticed and
+        claimed its own), the remote participants nobody claimed leave."""
+        self.stats.state_lost += 1
+        self.epoch = epoch
+        log.warning("Redis lost the chat's state: claiming this node's participants again")
+        # Joins sent to the Redis that was: their entries are gone with it.
+        for join in list(self._origins.values()):
+            self._refuse(join, UNAVAILABLE)
+        self._origins.clear()
+        for holder, participant in self.core.registry.items():
+            if not isinstance(holder, Remote):
+                self._queue.put_nowait(_Reclaim(participant))
+        if self._purge_timer is not None:
+            self._purge_timer.cancel()
+        self._purge_timer = asyncio.get_running_loop().call_later(
+            self.node_timeout, self._purge_unclaimed
+        )
+
+    def _purge_unclaimed(self) -> None:
+        self._purge_timer = None
+        for holder, participant in self.core.registry.items():
+            if isinstance(holder, Remote):
+                self._queue.put_nowait(_Purge(participant))
 
     # -- writing ---------------------------------------------------------------------
 
@@ -300,23 +614,28 @@ class RedisSequencer:
             del self._retry[0]
         self._set_reachable(True)
 
-    def _unsent(self, event: OrderedEvent[Any]) -> None:
+    def _unsent(self, event: _Work) -> None:
         """``event`` could not be written (it may have been, its answer lost)."""
         if isinstance(event, LeaveEvent):
             self._retry.append(event)  # the claims must go, or the nickname stays taken
+            return
+        if isinstance(event, _Reclaim | _Purge):
+            # Tried again by the next heartbeat that finds the keys lost, if they are.
+            log.warning("could not claim or purge %s: Redis unreachable", event.participant.nick)
             return
         if isinstance(event, JoinEvent):
             for number, join in list(self._origins.items()):
                 if join is event:
                     # Written after all? Its entry then finds no origin, and leaves.
                     del self._origins[number]
-        self.core.refuse(event, UNAVAILABLE)
+        self._refuse(event, UNAVAILABLE)
 
-    async def _send(self, batch: Sequence[OrderedEvent[Any]]) -> None:
+    async def _send(self, batch: Sequence[_Work]) -> None:
         """Runs each event's script, in order, in one round trip (a pipeline, not a
         transaction: each script is atomic by itself), and acts on each answer."""
         pipe = self._redis.pipeline(transaction=False)
         numbers: list[bytes] = []
+        keys = [self.log_key, self._claims, self._members, self._addresses]
         for event in batch:
             if isinstance(event, BroadcastEvent):
                 args: list[str | int | bytes] = [
@@ -328,7 +647,6 @@ class RedisSequencer:
                 await self._broadcast(keys=[self.log_key, self._claims], args=args, client=pipe)
                 continue
             p = event.participant
-            keys = [self.log_key, self._claims, self._members, self._addresses]
             if isinstance(event, JoinEvent):
                 self._submissions += 1
                 number = str(self._submissions).encode()
@@ -336,15 +654,21 @@ class RedisSequencer:
                 numbers.append(number)
                 args = [p.key, p.nick, p.ip, p.udp_port, self._node, number, _address(p)]
                 await self._join(keys=keys, args=args, client=pipe)
-            else:
+            elif isinstance(event, LeaveEvent):
                 args = [p.key, p.nick, p.ip, p.udp_port, self._node, _address(p)]
                 await self._leave(keys=keys, args=args, client=pipe)
+            elif isinstance(event, _Reclaim):
+                args = [p.key, p.nick, p.ip, p.udp_port, self._node, _address(p)]
+                await self._reclaim(keys=keys, args=args, client=pipe)
+            else:
+                args = [p.key, p.nick, p.ip, p.udp_port, self._node]
+                await self._purge(keys=keys[:2], args=args, client=pipe)
         answers = await pipe.execute()
         joins = iter(numbers)
         for event, answer in zip(batch, answers, strict=True):
             if isinstance(event, BroadcastEvent):
                 if not answer:
-                    self.core.refuse(event, CLAIM_LOST)
+                    self._refuse(event, CLAIM_LOST)
             elif isinstance(event, JoinEvent):
                 number = next(joins)
                 if answer[0] != b"ok":
@@ -354,31 +678,77 @@ class RedisSequencer:
                         reason = nickname_in_use(p)
                     else:
                         reason = address_in_use(p, answer[1].decode())
-                    self.core.refuse(event, reason)
-            elif not answer:
-                log.warning(
-                    "leave of %s: its claim is not held by this node", event.participant.nick
-                )
+                    self._refuse(event, reason)
+            elif isinstance(event, LeaveEvent):
+                if not answer:
+                    log.debug(
+                        "leave of %s: its claim is not held by this node", event.participant.nick
+                    )
+            elif isinstance(event, _Reclaim):
+                if answer:
+                    self.stats.reclaimed += 1
+                else:
+                    # Claimed by somebody else meanwhile: this one is off the list here
+                    # (elsewhere it was, or is, by the others' purge).
+                    log.warning("could not claim %s again: taken", event.participant.nick)
+                    self._drop(event.participant)
+
+    def _drop(self, participant: Participant) -> None:
+        holder = self.core.registry.holder(participant.key)
+        if holder is not None and not isinstance(holder, Remote):
+            self.stats.dropped += 1
+            self.core.apply(LeaveEvent(participant, DROPPED))
 
     # -- reading ---------------------------------------------------------------------
 
     async def _read(self) -> None:
         while not self._closing:
             try:
+                if self._reload:
+                    await self._reload_list()
                 answer: Any = await self._reader_redis.xread(
                     {self.log_key: self.last_id}, count=READ_COUNT, block=READ_BLOCK_MS
                 )
             except _UNREACHABLE as error:
                 if self._closing:
                     return
+                self.caught_up = False
                 self._set_reachable(False, error)
                 await asyncio.sleep(RETRY_INTERVAL)
                 continue
+            read = 0
             streams = answer.values() if isinstance(answer, dict) else (s[1] for s in answer)
             for entries in streams:
                 for entry_id, fields in entries:
                     self.last_id = entry_id.decode()
                     self._apply(fields)
+                read += len(entries)
+            self.stats.entries_applied += read
+            if read < READ_COUNT:
+                self.caught_up = True
+                self.caught_up_at = time.monotonic()
+            else:
+                self.caught_up = False
+
+    async def _reload_list(self) -> None:
+        """The stream was trimmed past what this node applied (it was declared dead and
+        stayed away): its participants were dropped by the others, so they are dropped
+        here too, and the list is loaded again as a starting node loads it."""
+        self.stats.reloads += 1
+        for join in list(self._origins.values()):
+            self._refuse(join, UNAVAILABLE)
+        self._origins.clear()
+        for holder, participant in list(self.core.registry.items()):
+            if isinstance(holder, Remote):
+                self.core.apply(LeaveEvent(participant))
+            else:
+                self.stats.dropped += 1
+                self.core.apply(LeaveEvent(participant, DROPPED))
+                self.submit(LeaveEvent(participant))  # its claim, if it is held here
+        joins = await self._load_list(self._reader_load)
+        self._reload = False
+        for _, nick, ip, port, _node in joins:
+            self.core.apply(JoinEvent(Participant(nick, ip, int(port))))
 
     def _apply(self, fields: dict[bytes, bytes]) -> None:
         kind = fields[b"t"]
@@ -396,7 +766,13 @@ class RedisSequencer:
         participant = Participant(
             fields[b"nick"].decode(), fields[b"ip"].decode(), int(fields[b"port"])
         )
+        why = fields.get(b"w")
         if kind == b"j":
+            if why == b"r":
+                # Claimed again after Redis lost the keys: news only where it is not listed.
+                if not self._listed(participant):
+                    self.core.apply(JoinEvent(participant))
+                return
             join = self._origins.pop(fields[b"s"], None) if mine else None
             if join is not None:
                 self.core.apply(join)
@@ -406,6 +782,23 @@ class RedisSequencer:
                     # Written although refused here (its answer was lost): it leaves.
                     self.submit(LeaveEvent(participant))
         elif kind == b"l":
-            self.core.apply(LeaveEvent(participant))
+            if why == b"d":
+                # Its node was declared dead: if that is this node, it is still connected
+                # here, and is told why it is dropped.
+                if mine and self._listed(participant):
+                    self.stats.dropped += 1
+                self.core.apply(LeaveEvent(participant, DROPPED))
+            elif why == b"p":
+                if self._listed(participant) and isinstance(
+                    self.core.registry.holder(participant.key), Remote
+                ):
+                    self.core.apply(LeaveEvent(participant))
+            else:
+                self.core.apply(LeaveEvent(participant))
         else:
             log.warning("unknown entry in %s: %r", self.log_key, fields)
+
+    def _listed(self, participant: Participant) -> bool:
+        """``participant`` (the same nickname, IP and port) is on the list here."""
+        holder = self.core.registry.holder(participant.key)
+        return holder is not None and self.core.registry.get(holder) == participant

@@ -584,6 +584,14 @@ class ChatServer:
         conn.write_out()  # at once, without a flush; the send limit leaves room for one LIST
         conn.resume_soon()
 
+    def expel(self, conn: _Connection, reason: str) -> None:
+        if conn not in self._members:
+            return  # it ended, and this is its own leave
+        del self._members[conn]
+        self.stats.leaves += 1
+        log.info("dropping %s: %s", conn.peer, reason)
+        conn.close(reason)
+
     def refuse(self, conn: _Connection, reason: str) -> None:
         conn.joining = False
         self._error(conn, reason)
@@ -793,6 +801,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
 def _metrics_address(text: str) -> tuple[str, int]:
     try:
         return parse_metrics_address(text)
@@ -912,14 +930,21 @@ def build_parser() -> argparse.ArgumentParser:
         type=_cluster_url,
         default=None,
         help="serve one chat with every server started with this Redis URL "
-        "(redis://HOST:PORT[/DB], rediss://..., unix://PATH); work in progress, "
-        "see docs/CLUSTER.md",
+        "(redis://HOST:PORT[/DB], rediss://..., unix://PATH); see docs/CLUSTER.md",
     )
     p.add_argument(
         "--cluster-name",
         metavar="NAME",
         default="p2pchat",
         help="which chat of the --cluster Redis to serve",
+    )
+    p.add_argument(
+        "--node-timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=5.0,
+        help="with --cluster: a node whose heartbeat Redis has not seen for this long is "
+        "declared dead, and its participants leave",
     )
     return p
 
@@ -946,6 +971,7 @@ async def serve(
     metrics: tuple[str, int] | None = None,
     cluster_url: str | None = None,
     cluster_name: str = "p2pchat",
+    node_timeout: float = 5.0,
 ) -> None:
     """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly."""
     cluster = None
@@ -954,7 +980,7 @@ async def serve(
     else:
         from .cluster import ClusterUnavailable, RedisCluster  # redis-py loads only then
 
-        cluster = RedisCluster(cluster_url, cluster_name)
+        cluster = RedisCluster(cluster_url, cluster_name, node_timeout=node_timeout)
         server = ChatServer(config, sequencer=cluster)
         try:
             await cluster.start()  # the list as it is, before anyone can register here
@@ -1002,7 +1028,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _net.run(
             lambda: serve(
-                args.host, args.port, config, args.metrics, args.cluster, args.cluster_name
+                args.host,
+                args.port,
+                config,
+                args.metrics,
+                args.cluster,
+                args.cluster_name,
+                args.node_timeout,
             )
         )
     except OSError as error:

@@ -50,9 +50,12 @@ class JoinEvent(Generic[C]):
 
 @dataclass(frozen=True, slots=True)
 class LeaveEvent:
-    """A participant leaves (its connection ended, here or elsewhere)."""
+    """A participant leaves: its connection ended, here or elsewhere; or the order
+    dropped it (its server was declared dead), and then ``reason`` is the ERROR
+    its connection gets if it is here and still open."""
 
     participant: Participant
+    reason: str | None = None
 
 
 # Not frozen, unlike the others: one is made per broadcast, and a frozen
@@ -95,6 +98,10 @@ class Outbox(Protocol[C_contra]):
 
     def refuse(self, conn: C_contra, reason: str) -> None:
         """``conn``'s REGISTER or BROADCAST was refused: the ERROR, and it may go on."""
+
+    def expel(self, conn: C_contra, reason: str) -> None:
+        """``conn`` is off the list by the order's say (not because it ended): the
+        ERROR, and it is closed. Nothing when it has ended already."""
 
 
 class ServerCore(Generic[C]):
@@ -159,6 +166,10 @@ class ServerCore(Generic[C]):
             return  # not on the list (its join was refused, or it left already)
         participant = registry.unregister(holder)
         assert participant is not None
+        if not isinstance(holder, Remote):
+            # Its own leave, or dropped by the order while still connected here (its
+            # server was cut off for too long): then it is closed, and told why.
+            self._out.expel(holder, event.reason or "you were dropped from the chat")
         # Decision 15, to everyone left; the one leaving is no longer owed anything.
         self._out.fan_out(Update(Action.LEAVE, participant).encode(), None, soon=False)
 

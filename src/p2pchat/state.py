@@ -135,6 +135,11 @@ class Registry(Generic[C]):
     def connections(self) -> Iterator[C]:
         return iter(self._by_conn)
 
+    def items(self) -> list[tuple[C, Participant]]:
+        """Holders and their participants in join order; a copy, safe to change the
+        registry while going through it."""
+        return list(self._by_conn.items())
+
 
 class Waiting(Generic[C]):
     """Connections that have not registered yet, by source address, oldest first.

@@ -65,6 +65,12 @@ class Node:
     def refuse(self, conn: str, reason: str) -> None:
         self.got[conn].append(Error(reason).encode())
 
+    def expel(self, conn: str, reason: str) -> None:
+        if conn in self.members:
+            del self.members[conn]
+            self.ended.add(conn)
+            self.got[conn].append(Error(reason).encode())
+
     # -- the connection side
     def register(self, conn: str, participant: Participant) -> None:
         self.got.setdefault(conn, [])
@@ -120,6 +126,19 @@ def test_one_process_applies_each_event_in_the_call_that_submits_it() -> None:
     node.end("a")
     assert node.got["b"][-1] == leave(ALICE)
     assert node.core.registry.participants() == (BOB,)
+
+
+def test_a_participant_dropped_by_the_order_while_connected_is_told_and_closed() -> None:
+    # Its server was declared dead by the others (cut off for too long): the order
+    # carries its leave, and where it is still connected it is told why and closed.
+    node = Node()
+    node.register("a", ALICE)
+    node.register("b", BOB)
+    node.core.apply(LeaveEvent(ALICE, "dropped: this server lost touch"))
+    assert node.got["a"][-1] == Error("dropped: this server lost touch").encode()
+    assert leave(ALICE) not in node.got["a"]  # nothing about itself after its ERROR
+    assert node.got["b"][-1] == leave(ALICE)
+    assert "a" not in node.members and node.core.registry.participants() == (BOB,)
 
 
 def test_a_participant_of_another_server_is_on_the_list_in_global_join_order() -> None:
