@@ -60,6 +60,13 @@ class RedisServer:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=STARTUP_TIMEOUT)
 
+    def restart_empty(self) -> None:
+        """Stops it and starts a new redis-server where it listened, with nothing in it
+        (no persistence): Redis restarted after a crash, or failed over to an empty
+        replica. The same object stands for the new process."""
+        self.stop()
+        self.proc = _start(self.directory, tcp=self.port is not None, port=self.port).proc
+
     def stop(self) -> None:
         """SIGTERM to its PID (SIGKILL if it does not end in time); waits for it."""
         if self.proc.poll() is not None:
@@ -80,7 +87,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(directory: Path, *, tcp: bool) -> RedisServer:
+def _start(directory: Path, *, tcp: bool, port: int | None = None) -> RedisServer:
     binary = redis_server_binary()
     if binary is None:
         message = "redis-server is not installed (apt-get install redis-server; .ci/run does)"
@@ -90,11 +97,12 @@ def _start(directory: Path, *, tcp: bool) -> RedisServer:
     directory.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--save", "", "--appendonly", "no", "--dir", str(directory)]
     argv += ["--daemonize", "no", "--logfile", str(directory / "redis.log")]
-    unix_socket = port = None
+    unix_socket = None
     if tcp:
-        port = _free_port()
+        port = port or _free_port()
         argv += ["--bind", "127.0.0.1", "--port", str(port)]
     else:
+        port = None
         unix_socket = directory / "redis.sock"
         argv += ["--port", "0", "--unixsocket", str(unix_socket), "--unixsocketperm", "700"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
