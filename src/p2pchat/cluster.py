@@ -38,8 +38,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 
 from .protocol import Participant, nick_key
 from .server_core import BroadcastEvent, JoinEvent, LeaveEvent, OrderedEvent, ServerCore
@@ -226,8 +225,10 @@ redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', ARGV[5], 'w', 'p',
 return 1
 """
 
-# What counts as Redis being unreachable (anything else is a bug, and raised).
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# What counts as Redis being unreachable. An error Redis answers with (out of
+# memory, a write refused, still loading) counts too: the chat cannot go on
+# through it, and a task ended by it would leave the node deaf or mute.
+_UNREACHABLE = (RedisError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,9 +469,9 @@ class RedisSequencer:
         await asyncio.wait(self._tasks, timeout=timeout)
         self._tasks = []
         if self.last_heartbeat is not None:
-            # Gone on purpose: the others need not wait for its heartbeat to lapse.
+            # Gone on purpose: the others sweep it at their next heartbeat rather than
+            # after the node timeout, with whatever claims its leaves could not release.
             with contextlib.suppress(*_UNREACHABLE):
-                await self._redis.hdel(self._nodes, self.node_id)
                 await self._redis.delete(f"{self._prefix}:alive:{self.node_id}")
         await self._close_clients()
 
@@ -526,10 +527,11 @@ class RedisSequencer:
                 if dead:
                     self.stats.nodes_swept += len(dead)
                     self.stats.participants_swept += swept
-                    log.warning(
-                        "declared dead (no heartbeat for %.1f s): node %s; %d participants leave",
-                        self.node_timeout,
+                    log.log(
+                        logging.WARNING if swept else logging.INFO,
+                        "node %s gone (stopped, or no heartbeat for %.1f s): %d participants leave",
                         ", ".join(d.decode() for d in dead),
+                        self.node_timeout,
                         swept,
                     )
                 self._on_status(status, epoch)
@@ -672,7 +674,8 @@ class RedisSequencer:
             elif isinstance(event, JoinEvent):
                 number = next(joins)
                 if answer[0] != b"ok":
-                    del self._origins[number]
+                    # Gone already if Redis lost the keys meanwhile (_lost refused it).
+                    self._origins.pop(number, None)
                     p = event.participant
                     if answer[0] == b"nick":
                         reason = nickname_in_use(p)

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from p2pchat.cluster import CALL_TIMEOUT, DROPPED, NODE_TIMEOUT, RedisCluster
+from p2pchat.cluster import CALL_TIMEOUT, DROPPED, NODE_TIMEOUT, UNAVAILABLE, RedisCluster
 from p2pchat.server import ChatServer, ServerConfig
 from tests.integration._programs import Program, start_server
 from tests.integration._support import RawClient
@@ -303,3 +303,29 @@ async def test_the_stream_keeps_only_what_some_live_node_has_not_applied(
     finally:
         await check.aclose()
     assert max(lengths) <= 302
+
+
+async def test_errors_redis_answers_with_are_refusals_not_a_deaf_node(
+    redis_server, nodes, clients
+) -> None:
+    """Redis out of memory refuses every write (OOM): REGISTER and BROADCAST get the
+    ERROR; once it has room again the chat goes on, through the same tasks."""
+    a, _ = await nodes()
+    b, _ = await nodes()
+    alice = await joined(a.port, clients, ALICE)
+    bob = await joined(b.port, clients, BOB, ALICE)
+    await alice.expect(join(BOB))
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", "1")
+        try:
+            alice.send(bcast("alice", "no room"))
+            await alice.expect(error(UNAVAILABLE))
+        finally:
+            await admin.config_set("maxmemory", "0")
+    finally:
+        await admin.aclose()
+    alice.send(bcast("alice", "room again"))
+    await bob.expect(bcast("alice", "room again"))
+    await bob.expect_nothing(0.3)
