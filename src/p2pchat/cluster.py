@@ -125,8 +125,9 @@ redis.call('HSET', KEYS[3], ARGV[2], id)
 return {id, redis.call('HVALS', KEYS[2]), epoch}
 """
 
-# KEYS: log, claims, members, addresses, nodes, epoch, trimmed
-# ARGV: prefix, node, ttl ms, the epoch this node knows, a fresh epoch, its position
+# KEYS: log, claims, members, addresses, nodes, epoch, trimmed, beats, steady
+# ARGV: prefix, node, ttl ms, the epoch this node knows, a fresh epoch, its position,
+# the interval between heartbeats in ms
 # A node's heartbeat, and the sweep of the nodes whose heartbeats stopped: their
 # participants leave, in join order. Running it twice does nothing more. Returns
 # {status, epoch, participants swept, nodes swept...}; status is 'lost' when the
@@ -149,9 +150,17 @@ elseif redis.call('HEXISTS', KEYS[5], ARGV[2]) == 0 then
   local trimmed = redis.call('GET', KEYS[7])
   if trimmed and older(ARGV[6], trimmed) then status = 'behind' end
 end
--- A sweeper whose own heartbeat had lapsed was stalled, or Redis was: the others
--- may merely not have had their turn yet, so nobody is swept this time.
-local steady = redis.call('EXISTS', alive .. ARGV[2]) == 1
+-- A node sweeps only once it has beaten without a gap for a whole timeout: after
+-- a stall (Redis paused, or this node), the others get as long to beat again
+-- before anyone is declared dead for the silence.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('HGET', KEYS[8], ARGV[2]) or '0')
+local since = tonumber(redis.call('HGET', KEYS[9], ARGV[2]) or now)
+if now - last > 2 * tonumber(ARGV[7]) then since = now end
+redis.call('HSET', KEYS[8], ARGV[2], now)
+redis.call('HSET', KEYS[9], ARGV[2], since)
+local steady = now - since >= tonumber(ARGV[3])
 redis.call('SET', alive .. ARGV[2], '1', 'PX', ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[2], ARGV[6])
 local nodes = redis.call('HGETALL', KEYS[5])
@@ -161,6 +170,8 @@ for i = 1, #nodes, 2 do
     dead[nodes[i]] = true
     table.insert(swept_nodes, nodes[i])
     redis.call('HDEL', KEYS[5], nodes[i])
+    redis.call('HDEL', KEYS[8], nodes[i])
+    redis.call('HDEL', KEYS[9], nodes[i])
   elseif low == nil or older(nodes[i + 1], low) then
     low = nodes[i + 1]
   end
@@ -504,6 +515,8 @@ class RedisSequencer:
             self._nodes,
             self._epoch_key,
             self._trimmed,
+            f"{self._prefix}:beats",
+            f"{self._prefix}:steady",
         ]
         while True:
             started = time.monotonic()
@@ -517,6 +530,7 @@ class RedisSequencer:
                         self.epoch,
                         uuid.uuid4().hex,
                         self.last_id,
+                        str(int(interval * 1000)),
                     ],
                 )
             except _UNREACHABLE as error:

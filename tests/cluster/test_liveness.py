@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -329,3 +330,40 @@ async def test_errors_redis_answers_with_are_refusals_not_a_deaf_node(
     alice.send(bcast("alice", "room again"))
     await bob.expect(bcast("alice", "room again"))
     await bob.expect_nothing(0.3)
+
+
+async def test_redis_away_longer_than_the_node_timeout_drops_nobody(
+    redis_server, nodes, clients
+) -> None:
+    """Redis paused for longer than the node timeout: every heartbeat key has expired
+    when it is back, yet nobody was silent by choice, so nobody is declared dead."""
+    a, a_cluster = await nodes(node_timeout=1.0)
+    b, b_cluster = await nodes(node_timeout=1.0)
+    alice = await joined(a.port, clients, ALICE)
+    bob = await joined(b.port, clients, BOB, ALICE)
+    await alice.expect(join(BOB))
+    os.kill(redis_server.pid, signal.SIGSTOP)
+    try:
+        # Until both nodes have given up on Redis: longer than the timeout by then.
+        await until(
+            lambda: (
+                not (a_cluster.sequencer and a_cluster.sequencer.reachable)
+                and not (b_cluster.sequencer and b_cluster.sequencer.reachable)
+            ),
+            CALL_TIMEOUT + 2,
+            "both nodes notice",
+        )
+    finally:
+        os.kill(redis_server.pid, signal.SIGCONT)
+    back = time.time()
+    sequencers = [c.sequencer for c in (a_cluster, b_cluster) if c.sequencer is not None]
+    # Past a whole timeout of steady heartbeats after it, a sweep could happen.
+    await until(
+        lambda: all((s.last_heartbeat or 0) > back + 1.5 for s in sequencers),
+        5,
+        "heartbeats well past the timeout",
+    )
+    assert [s.stats.nodes_swept for s in sequencers] == [0, 0]
+    alice.send(bcast("alice", "still here"))
+    await bob.expect(bcast("alice", "still here"))
+    assert a.registry.participants() == b.registry.participants()
