@@ -41,6 +41,7 @@ class RedisServer:
     directory: Path
     unix_socket: Path | None = None
     port: int | None = None
+    tls_ca: Path | None = None  # with TLS: the CA file its certificate is signed by
     log: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,6 +56,8 @@ class RedisServer:
         """The URL redis-py (and ``--cluster``) takes."""
         if self.unix_socket is not None:
             return f"unix://{self.unix_socket}"
+        if self.tls_ca is not None:
+            return f"rediss://127.0.0.1:{self.port}?ssl_ca_certs={self.tls_ca}"
         return f"redis://127.0.0.1:{self.port}"
 
     def client(self) -> redis.Redis:
@@ -65,7 +68,8 @@ class RedisServer:
         (no persistence): Redis restarted after a crash, or failed over to an empty
         replica. The same object stands for the new process."""
         self.stop()
-        self.proc = _start(self.directory, tcp=self.port is not None, port=self.port).proc
+        tls = self.tls_ca is not None
+        self.proc = _start(self.directory, tcp=self.port is not None, port=self.port, tls=tls).proc
 
     def stop(self) -> None:
         """SIGTERM to its PID (SIGKILL if it does not end in time); waits for it."""
@@ -87,7 +91,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start(directory: Path, *, tcp: bool, port: int | None = None) -> RedisServer:
+def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA of the test's own and a certificate for 127.0.0.1 it signed."""
+    import trustme  # only the TLS tests need it
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    paths = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    ca.cert_pem.write_to_path(str(paths[0]))
+    cert.cert_chain_pems[0].write_to_path(str(paths[1]))
+    cert.private_key_pem.write_to_path(str(paths[2]))
+    return paths
+
+
+def _start(
+    directory: Path, *, tcp: bool, port: int | None = None, tls: bool = False
+) -> RedisServer:
     binary = redis_server_binary()
     if binary is None:
         message = "redis-server is not installed (apt-get install redis-server; .ci/run does)"
@@ -97,8 +116,14 @@ def _start(directory: Path, *, tcp: bool, port: int | None = None) -> RedisServe
     directory.mkdir(parents=True, exist_ok=True)
     argv = [binary, "--save", "", "--appendonly", "no", "--dir", str(directory)]
     argv += ["--daemonize", "no", "--logfile", str(directory / "redis.log")]
-    unix_socket = None
-    if tcp:
+    unix_socket = tls_ca = None
+    if tls:
+        tls_ca, cert, key = _tls_files(directory)
+        port = port or _free_port()
+        argv += ["--bind", "127.0.0.1", "--port", "0", "--tls-port", str(port)]
+        argv += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+        argv += ["--tls-ca-cert-file", str(tls_ca), "--tls-auth-clients", "no"]
+    elif tcp:
         port = port or _free_port()
         argv += ["--bind", "127.0.0.1", "--port", str(port)]
     else:
@@ -106,7 +131,7 @@ def _start(directory: Path, *, tcp: bool, port: int | None = None) -> RedisServe
         unix_socket = directory / "redis.sock"
         argv += ["--port", "0", "--unixsocket", str(unix_socket), "--unixsocketperm", "700"]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    server = RedisServer(proc, directory, unix_socket, port)
+    server = RedisServer(proc, directory, unix_socket, port, tls_ca)
     try:
         _wait_until_ready(server)
     except BaseException:
@@ -142,13 +167,13 @@ StartRedis = Callable[..., RedisServer]
 @pytest.fixture
 def start_redis() -> Iterator[StartRedis]:
     """Starts redis-servers of our own (``tcp=True`` for a TCP port rather than a Unix
-    socket); every one still running is stopped by its PID at the end of the test."""
+    socket, ``tls=True`` for TLS on a TCP port); every one still running is stopped by its PID at the end of the test."""
     started: list[RedisServer] = []
     # Short, not under pytest's tmp_path: a Unix socket's path has at most 107 bytes.
     with tempfile.TemporaryDirectory(prefix="p2pchat-redis-") as tmp:
 
-        def start(*, tcp: bool = False) -> RedisServer:
-            server = _start(Path(tmp) / str(len(started)), tcp=tcp)
+        def start(*, tcp: bool = False, tls: bool = False) -> RedisServer:
+            server = _start(Path(tmp) / str(len(started)), tcp=tcp or tls, tls=tls)
             started.append(server)
             return server
 

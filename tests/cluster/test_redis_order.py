@@ -318,3 +318,15 @@ async def test_past_its_queue_a_node_refuses_at_once_instead_of_holding_on(
         await alice.expect(error(UNAVAILABLE), timeout=CALL_TIMEOUT + 1)
     finally:
         os.kill(redis_server.pid, signal.SIGCONT)
+
+
+async def test_a_cluster_over_tls(nodes, connect, start_redis) -> None:
+    """``rediss://``, as redis-py takes it (the CA in the URL's query)."""
+    tls_redis = start_redis(tls=True)
+    assert tls_redis.url.startswith("rediss://")
+    a, b = await nodes(url=tls_redis.url), await nodes(url=tls_redis.url)
+    alice = await joined_on(a, connect, ALICE)
+    bob = await joined_on(b, connect, BOB, ALICE)
+    await alice.expect(join(BOB))
+    bob.send(bcast("bob", "over tls"))
+    await alice.expect(bcast("bob", "over tls"))
