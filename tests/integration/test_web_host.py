@@ -357,3 +357,29 @@ async def test_web_without_serve_is_a_usage_error() -> None:
     status, err = await program.finish()
     assert status == 2
     assert "--web serves the chat this process hosts: give --serve too" in err
+
+
+async def test_a_storm_of_joins_sends_each_page_the_list_a_few_times_not_once_a_join(
+    web, pages, server
+) -> None:
+    host = await web()
+    page, _ = await joined(pages, host, "alice")
+    await listing(page, ["alice"])
+    started = asyncio.get_running_loop().time()
+    writers = []
+    for i in range(40):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(register(f"n{i}:127.0.0.1:{6000 + i}"))
+        writers.append(writer)
+    everyone = ["alice"] + [f"n{i}" for i in range(40)]
+    lists = 0
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            listed = await page.until("participants")
+            lists += 1
+            if sorted(p["nick"] for p in listed["participants"]) == sorted(everyone):
+                break
+    took = asyncio.get_running_loop().time() - started
+    assert lists <= took / 0.5 + 2, (lists, took)
+    for writer in writers:
+        writer.close()
