@@ -992,6 +992,10 @@ async def serve(
         from .metrics import MetricsEndpoint  # aiohttp loads only when asked for
 
         endpoint = MetricsEndpoint(server)
+        if cluster is not None and cluster.sequencer is not None:
+            from .cluster_metrics import watch
+
+            watch(endpoint, cluster.sequencer, cluster_name)
         await endpoint.start(*metrics)
         log.info("metrics on http://%s/metrics", _net.format_host_port(*endpoint.address))
     await server.start(host, port)
