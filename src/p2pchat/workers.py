@@ -158,7 +158,7 @@ class Supervisor:
         started = await asyncio.gather(*(self._start(i) for i in range(len(self._argvs))))
         if not all(started) and not self._stop.is_set():
             failed = [i for i, ok in enumerate(started) if not ok]
-            log.error("worker %s could not start; stopping", ", ".join(map(str, failed)))
+            log.error("could not start worker %s; stopping", ", ".join(map(str, failed)))
             self.stop()
             await self._wait_all()
             return 1
