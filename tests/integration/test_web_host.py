@@ -368,7 +368,7 @@ async def test_a_storm_of_joins_sends_each_page_the_list_a_few_times_not_once_a_
     started = asyncio.get_running_loop().time()
     writers = []
     for i in range(40):
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
         writer.write(register(f"n{i}:127.0.0.1:{6000 + i}"))
         writers.append(writer)
     everyone = ["alice"] + [f"n{i}" for i in range(40)]
