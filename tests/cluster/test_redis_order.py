@@ -338,7 +338,7 @@ class SpreadContext(ServerContext):
 
 
 async def test_every_server_check_passes_with_its_clients_spread_over_three_nodes(
-    nodes, connect
+    nodes: StartNode, connect: Connect
 ) -> None:
     a, b, c = [await nodes(register_timeout=1.0) for _ in range(3)]
     await joined_on(c, connect, "carol:127.0.0.1:5999")  # someone not of the checker's
