@@ -12,14 +12,18 @@ and an ERROR saying the chat is unavailable while Redis is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from p2pchat.check._core import Verdict
+from p2pchat.check._core import Recorder, Verdict, run_check
+from p2pchat.check._wire import Wire
 from p2pchat.check.cli import run_server_checks
+from p2pchat.check.server import ServerContext
 from p2pchat.check.server import checks as server_checks
 from p2pchat.cluster import CALL_TIMEOUT, UNAVAILABLE, ClusterUnavailable, RedisCluster
 from p2pchat.server import ChatServer, ServerConfig
@@ -330,3 +334,36 @@ async def test_a_cluster_over_tls(nodes, connect, start_redis) -> None:
     await alice.expect(join(BOB))
     bob.send(bcast("bob", "over tls"))
     await alice.expect(bcast("bob", "over tls"))
+
+
+class SpreadContext(ServerContext):
+    """A check's context whose connections go to the nodes in turn: the check's own
+    participants are spread over the cluster."""
+
+    def __init__(self, ports: list[int], record: Recorder, register_timeout: float) -> None:
+        super().__init__("127.0.0.1", ports[0], record, register_timeout)
+        self._ports = itertools.cycle(ports)
+
+    async def connect(self, label: str = "client") -> Wire:
+        self.port = next(self._ports)
+        return await super().connect(label)
+
+
+async def test_every_server_check_passes_with_its_clients_spread_over_three_nodes(
+    nodes: StartNode, connect: Connect
+) -> None:
+    a, b, c = [await nodes(register_timeout=1.0) for _ in range(3)]
+    await joined_on(c, connect, "carol:127.0.0.1:5999")  # someone not of the checker's
+    ports = [a.port, b.port, c.port]
+    results = []
+    for check in server_checks.select([], slow=True):
+        if check.timeout == 0:  # as run_server_checks does: the registration timeout's
+            check = dataclasses.replace(check, timeout=1.0 + 10)
+        results.append(await run_check(check, lambda r: SpreadContext(ports, r, 1.0)))
+    bad = {r.check.id: r.notes for r in results if r.verdict is not Verdict.PASS}
+    assert not bad, bad
+    assert len(results) == len(server_checks.checks)
+    # Every participant of the checker leaves, on every node: only carol is left.
+    async with asyncio.timeout(5):
+        while any([p.nick for p in n.registry.participants()] != ["carol"] for n in (a, b, c)):
+            await asyncio.sleep(0.01)
