@@ -4,7 +4,10 @@
     python benchmarks/run.py --quick      # smaller loads, for a first look
 
 Each server runs pinned to core 0, the load generator (loadgen.py) to core
-1. Flood control is off everywhere (ours: --flood-rate 0; ngircd:
+1. ``p2pchat-cluster`` is one node of a cluster (``p2pchat-server --cluster``)
+on core 0, with a redis-server of its own for each run on core 1 beside the
+load generator: ``--only p2pchat p2pchat-cluster`` puts it beside the
+standalone server, with the ratios of the issue's goals. Flood control is off everywhere (ours: --flood-rate 0; ngircd:
 MaxPenaltyTime 0 and +F senders; InspIRCd: no fake lag, huge command
 rate; miniircd has none), and send queues are large enough for the load.
 Figures on a shared machine vary between runs, so the table reports ratios
@@ -23,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +87,9 @@ class Server:
     argv: list[str]
     port: int
     env: dict[str, str] | None = None
+    # A cluster node: each run starts a redis-server of its own listening here first.
+    redis_socket: Path | None = None
+    redis_pid: int | None = None  # that redis-server, while a run is on
 
 
 def free_port() -> int:
@@ -132,8 +138,9 @@ def binary(name: str) -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
-def p2pchat_server(name: str, src: Path | None) -> Server:
-    """Our server; from another source tree (``src``, a src/ folder) when given."""
+def p2pchat_server(name: str, src: Path | None, redis_socket: Path | None = None) -> Server:
+    """Our server; from another source tree (``src``, a src/ folder) when given; a node of
+    a cluster on the Redis at ``redis_socket`` when given."""
     env = None if src is None else dict(os.environ, PYTHONPATH=str(src.resolve()))
     argv = [PYTHON, "-m", "p2pchat.server", "--host", "127.0.0.1", "--port", str(free_port())]
     argv += ["--flood-rate", "0", "--sendq-bytes", str(256 << 20), "--max-clients", "20000"]
@@ -141,11 +148,16 @@ def p2pchat_server(name: str, src: Path | None) -> Server:
     usage = subprocess.run([*argv[:3], "--help"], capture_output=True, text=True, env=env).stdout
     if "--flood-rate-bytes" in usage:  # older servers count messages only
         argv += ["--flood-rate-bytes", "0"]
-    return Server(name, "p2pchat", argv, int(argv[6]), env)
+    if redis_socket is not None:
+        argv += ["--cluster", f"unix://{redis_socket}", "--cluster-name", "bench"]
+    return Server(name, "p2pchat", argv, int(argv[6]), env, redis_socket)
 
 
 def servers(workdir: Path, only: list[str] | None, baseline: Path | None = None) -> list[Server]:
     found = [p2pchat_server("p2pchat", None)]
+    # Only when asked for by name: "p2pchat" alone keeps meaning the standalone server.
+    if binary("redis-server") and any("cluster" in o.lower() for o in only or []):
+        found.append(p2pchat_server("p2pchat-cluster", None, workdir / "r.sock"))
     if baseline is not None:
         found.append(p2pchat_server(f"p2pchat at {baseline}", baseline))
     if ngircd := binary("ngircd"):
@@ -209,8 +221,62 @@ def servers(workdir: Path, only: list[str] | None, baseline: Path | None = None)
     return [s for s in found if only is None or any(o.lower() in s.name.lower() for o in only)]
 
 
+def wait_ready(ready: Callable[[], object], proc: subprocess.Popen[bytes], what: str) -> None:
+    """Waits until ``ready()`` returns without OSError (15 s at most, or until ``proc`` ends)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            ready()
+            return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
+
+
+def redis_ping(path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(1)
+        s.connect(str(path))
+        s.sendall(b"PING\r\n")
+        if not s.recv(64).startswith(b"+PONG"):
+            raise OSError("no PONG yet")  # loading
+
+
+@contextlib.contextmanager
+def cluster_redis(path: Path, workdir: Path) -> Iterator[int]:
+    """A redis-server of its own for one run of a cluster node (empty, no persistence), on
+    core 1 beside the load generator: core 0 is the node's, as it is the standalone
+    server's. Stopped by its PID."""
+    redis = binary("redis-server")
+    assert redis is not None
+    path.unlink(missing_ok=True)
+    argv = ["taskset", "-c", "1", redis, "--save", "", "--appendonly", "no", "--port", "0"]
+    argv += ["--unixsocket", str(path), "--dir", str(workdir), "--logfile", "redis.log"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(lambda: redis_ping(path), proc, f"redis-server; see {workdir}/redis.log")
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @contextlib.contextmanager
 def running(server: Server, workdir: Path) -> Iterator[int]:
+    with contextlib.ExitStack() as stack:
+        if server.redis_socket is not None:
+            server.redis_pid = stack.enter_context(cluster_redis(server.redis_socket, workdir))
+        yield stack.enter_context(started(server, workdir))
+
+
+@contextlib.contextmanager
+def started(server: Server, workdir: Path) -> Iterator[int]:
     log = (workdir / f"{server.name.split()[0]}.log").open("w")
     proc = subprocess.Popen(
         ["taskset", "-c", "0", *server.argv], stdout=log, stderr=log, cwd=workdir, env=server.env
@@ -273,9 +339,12 @@ def loadgen(server: Server, *extra: str) -> dict[str, object]:
 def measure(server: Server, workdir: Path, *extra: str) -> dict[str, object]:
     with running(server, workdir) as pid:
         cpu_before = cpu_seconds(pid)
+        redis_before = cpu_seconds(server.redis_pid) if server.redis_pid else 0.0
         result = loadgen(server, *(arg.replace("{pid}", str(pid)) for arg in extra))
         result["server_cpu_s"] = round(cpu_seconds(pid) - cpu_before, 2)
         result["server_peak_rss_mb"] = round(peak_rss_mb(pid), 1)
+        if server.redis_pid:
+            result["redis_cpu_s"] = round(cpu_seconds(server.redis_pid) - redis_before, 2)
     return result
 
 
@@ -323,6 +392,9 @@ GOALS = {
     "joinstorm-2000": "server CPU at most 0.3x ngircd's",
     "joinstorm-10000": "done within 60 s; every probe delivered within 1000 ms",
 }
+# The cluster's goals (docs/CLUSTER.md): a node against the standalone server, same run.
+CLUSTER_MIN_FANOUT = 0.5  # a node's deliveries/s at least this share of the standalone's
+CLUSTER_MAX_EXTRA_P99_MS = 5.0  # a node's p99 latency at most this much over the standalone's
 
 
 def main() -> int:
@@ -367,12 +439,17 @@ def main() -> int:
             for server in servers(workdir, only, args.baseline):
                 print(f"{name}: {server.name} ...", file=sys.stderr, flush=True)
                 runs = [measure(server, workdir, *table[name]) for _ in range(args.repeat)]
-                key = "storm_server_cpu_s" if name.startswith("joinstorm") else "deliveries_per_s"
+                key = "deliveries_per_s"
+                if name.startswith("joinstorm"):
+                    key = "storm_server_cpu_s"
+                elif name.startswith("latency"):
+                    key = "latency_p99_ms"  # what a latency run is judged on
                 good = sorted(
                     (r for r in runs if r.get(key) is not None),
                     key=lambda r: r[key],
                 )  # type: ignore[arg-type,return-value]
                 results[name][server.name] = good[len(good) // 2] if good else runs[0]
+                print(f"  {key} of each run: {[r.get(key) for r in runs]}", file=sys.stderr)
                 print(f"  {json.dumps(results[name][server.name])}", file=sys.stderr, flush=True)
     report(results)
     if args.json:
@@ -402,6 +479,7 @@ def report(results: dict[str, dict[str, dict[str, object]]]) -> None:
                 f"{r.get('join_storm_s')!s:>8} {r.get('server_rss_mb_idle')!s:>12}"
             )
         compare(by_server)
+        compare_cluster(by_server)
 
 
 def report_storm(workload: str, by_server: dict[str, dict[str, object]]) -> None:
@@ -442,7 +520,10 @@ def compare(by_server: dict[str, dict[str, object]]) -> None:
     irc = {
         n: r
         for n, r in by_server.items()
-        if n != "p2pchat" and "Redis" not in n and "InspIRCd" not in n and "error" not in r
+        if n not in ("p2pchat", "p2pchat-cluster")
+        and "Redis" not in n
+        and "InspIRCd" not in n
+        and "error" not in r
     }
     if not ours or "error" in ours or not irc:
         return
@@ -464,6 +545,36 @@ def compare(by_server: dict[str, dict[str, object]]) -> None:
             f"join storm: p2pchat {ours['join_storm_s']} s, {name} {best['join_storm_s']} s "
             f"(p2pchat takes {ours['join_storm_s'] / best['join_storm_s']:.2f}x the time)"
         )  # type: ignore[operator]
+
+
+def compare_cluster(by_server: dict[str, dict[str, object]]) -> None:
+    """A cluster node against the standalone server of this run, on the cluster's goals."""
+    one, node = by_server.get("p2pchat"), by_server.get("p2pchat-cluster")
+    if not one or not node or "error" in one or "error" in node:
+        return
+    sent = node.get("sent_per_s")
+    if one.get("latency_p99_ms") and node.get("latency_p99_ms"):
+        extra = node["latency_p99_ms"] - one["latency_p99_ms"]  # type: ignore[operator]
+        verdict = "met" if extra <= CLUSTER_MAX_EXTRA_P99_MS else "NOT met"
+        print(
+            f"cluster p99 latency: node {node['latency_p99_ms']:.1f} ms, standalone "
+            f"{one['latency_p99_ms']:.1f} ms: {extra:+.1f} ms, "
+            f"{node['latency_p99_ms'] / one['latency_p99_ms']:.2f}x "  # type: ignore[operator]
+            f"(goal at most +{CLUSTER_MAX_EXTRA_P99_MS:g} ms: {verdict}); "
+            f"sent {one.get('sent_per_s')} / {sent} broadcasts/s"
+        )
+    elif one["deliveries_per_s"]:
+        ratio = node["deliveries_per_s"] / one["deliveries_per_s"]  # type: ignore[operator]
+        verdict = "met" if ratio >= CLUSTER_MIN_FANOUT else "NOT met"
+        print(
+            f"cluster deliveries/s: node {node['deliveries_per_s']:,} / standalone "
+            f"{one['deliveries_per_s']:,} = {ratio:.2f}x "
+            f"(goal at least {CLUSTER_MIN_FANOUT:g}x: {verdict})"
+        )
+    print(
+        f"cluster CPU s: node {node['server_cpu_s']}, its Redis {node.get('redis_cpu_s')}, "
+        f"standalone {one['server_cpu_s']}"
+    )
 
 
 if __name__ == "__main__":
