@@ -89,6 +89,7 @@ class Server:
     env: dict[str, str] | None = None
     # A cluster node: each run starts a redis-server of its own listening here first.
     redis_socket: Path | None = None
+    redis_core: str = "1"
     redis_pid: int | None = None  # that redis-server, while a run is on
 
 
@@ -245,14 +246,14 @@ def redis_ping(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def cluster_redis(path: Path, workdir: Path) -> Iterator[int]:
+def cluster_redis(path: Path, workdir: Path, core: str) -> Iterator[int]:
     """A redis-server of its own for one run of a cluster node (empty, no persistence), on
     core 1 beside the load generator: core 0 is the node's, as it is the standalone
     server's. Stopped by its PID."""
     redis = binary("redis-server")
     assert redis is not None
     path.unlink(missing_ok=True)
-    argv = ["taskset", "-c", "1", redis, "--save", "", "--appendonly", "no", "--port", "0"]
+    argv = ["taskset", "-c", core, redis, "--save", "", "--appendonly", "no", "--port", "0"]
     argv += ["--unixsocket", str(path), "--dir", str(workdir), "--logfile", "redis.log"]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -271,7 +272,9 @@ def cluster_redis(path: Path, workdir: Path) -> Iterator[int]:
 def running(server: Server, workdir: Path) -> Iterator[int]:
     with contextlib.ExitStack() as stack:
         if server.redis_socket is not None:
-            server.redis_pid = stack.enter_context(cluster_redis(server.redis_socket, workdir))
+            server.redis_pid = stack.enter_context(
+                cluster_redis(server.redis_socket, workdir, server.redis_core)
+            )
         yield stack.enter_context(started(server, workdir))
 
 
@@ -290,7 +293,9 @@ def started(server: Server, workdir: Path) -> Iterator[int]:
             ):
                 break
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} did not start; see {log.name}")
+                log.flush()
+                tail = Path(log.name).read_text().strip().splitlines()[-3:]
+                raise RuntimeError(f"{server.name} did not start: {' / '.join(tail)}")
             time.sleep(0.05)
         yield proc.pid
     finally:
@@ -421,6 +426,13 @@ def main() -> int:
         help="also run our server from another source tree's src/ (an older commit's "
         "worktree), as its own row of the same run",
     )
+    ap.add_argument(
+        "--cluster-redis-core",
+        default="1",
+        metavar="CPUS",
+        help="where p2pchat-cluster's redis-server runs (taskset -c): 1, beside the load "
+        "generator; 0, beside the node; 0,1 either",
+    )
     args = ap.parse_args()
     if not shutil.which("taskset"):
         print("run.py: taskset (util-linux) is needed to pin processes", file=sys.stderr)
@@ -437,6 +449,7 @@ def main() -> int:
             if args.only is not None and only is not args.only:
                 only = [o for o in only if any(w.lower() in o for w in args.only)]
             for server in servers(workdir, only, args.baseline):
+                server.redis_core = args.cluster_redis_core
                 print(f"{name}: {server.name} ...", file=sys.stderr, flush=True)
                 runs = [measure(server, workdir, *table[name]) for _ in range(args.repeat)]
                 key = "deliveries_per_s"
