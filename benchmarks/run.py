@@ -416,7 +416,12 @@ def main() -> int:
         help="default: the fan-out, latency and one-after-another join runs; "
         "joinstorm-2000 and joinstorm-10000 measure join storms",
     )
-    ap.add_argument("--repeat", type=int, default=3, help="runs per server; the median is kept")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per server, taking turns; the median is kept",
+    )
     ap.add_argument("--no-install", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write every result to FILE")
     ap.add_argument(
@@ -448,21 +453,35 @@ def main() -> int:
             only = SERVERS_OF.get(name, args.only)
             if args.only is not None and only is not args.only:
                 only = [o for o in only if any(w.lower() in o for w in args.only)]
-            for server in servers(workdir, only, args.baseline):
-                server.redis_core = args.cluster_redis_core
-                print(f"{name}: {server.name} ...", file=sys.stderr, flush=True)
-                runs = [measure(server, workdir, *table[name]) for _ in range(args.repeat)]
-                key = "deliveries_per_s"
-                if name.startswith("joinstorm"):
-                    key = "storm_server_cpu_s"
-                elif name.startswith("latency"):
-                    key = "latency_p99_ms"  # what a latency run is judged on
+            chosen = servers(workdir, only, args.baseline)
+            runs: dict[str, list[dict[str, object]]] = {server.name: [] for server in chosen}
+            # Round after round, each server once per round: a change in the machine's
+            # other load then falls on every server alike, not on one.
+            for round_ in range(args.repeat):
+                for server in chosen:
+                    server.redis_core = args.cluster_redis_core
+                    print(
+                        f"{name}: {server.name} ({round_ + 1} of {args.repeat}) ...",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    runs[server.name].append(measure(server, workdir, *table[name]))
+            key = "deliveries_per_s"
+            if name.startswith("joinstorm"):
+                key = "storm_server_cpu_s"
+            elif name.startswith("latency"):
+                key = "latency_p99_ms"  # what a latency run is judged on
+            for server in chosen:
+                done = runs[server.name]
                 good = sorted(
-                    (r for r in runs if r.get(key) is not None),
+                    (r for r in done if r.get(key) is not None),
                     key=lambda r: r[key],
                 )  # type: ignore[arg-type,return-value]
-                results[name][server.name] = good[len(good) // 2] if good else runs[0]
-                print(f"  {key} of each run: {[r.get(key) for r in runs]}", file=sys.stderr)
+                results[name][server.name] = good[len(good) // 2] if good else done[0]
+                print(
+                    f"  {server.name}: {key} of each run: {[r.get(key) for r in done]}",
+                    file=sys.stderr,
+                )
                 print(f"  {json.dumps(results[name][server.name])}", file=sys.stderr, flush=True)
     report(results)
     if args.json:
