@@ -156,7 +156,10 @@ async def load(args: argparse.Namespace, ports: list[int]) -> dict[str, object]:
                 into.append((f"{nick}@node{node + 1}", client))
     everyone = senders + receivers
     # A broadcast sent once every LIST is here is in the order after every join.
-    await asyncio.wait_for(asyncio.gather(*(c.listed.wait() for _, c in everyone)), 30)
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.listed.wait() for _, c in everyone)), 30)
+    except TimeoutError:
+        raise SystemExit("cluster_bench: not every client got its LIST within 30 s") from None
     n = args.messages
     total = n * len(senders)
     sent = [0] * len(senders)
@@ -307,6 +310,7 @@ def main() -> int:
             ports.append(port)
             nodes.append(node)
         cpu_before = [cpu_seconds(p.pid) for p in [*nodes, redis]]
+        own_before = resource.getrusage(resource.RUSAGE_SELF)
         try:
             import uvloop
 
@@ -314,7 +318,14 @@ def main() -> int:
                 result = runner.run(load(args, ports))
         except ImportError:
             result = asyncio.run(load(args, ports))
+        except SystemExit:
+            for i in range(len(nodes)):
+                for line in (workdir / f"node{i + 1}.log").read_text().splitlines()[-5:]:
+                    print(f"node{i + 1} log: {line}", file=sys.stderr)
+            raise
         cpu = [cpu_seconds(p.pid) - b for p, b in zip([*nodes, redis], cpu_before, strict=True)]
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        clients_cpu = own.ru_utime + own.ru_stime - own_before.ru_utime - own_before.ru_stime
         logs = [(workdir / f"node{i + 1}.log").read_text().strip() for i in range(len(nodes))]
     problems: list[str] = result["problems"]  # type: ignore[assignment]
     rate: int = result["messages_per_s"]  # type: ignore[assignment]
@@ -328,7 +339,7 @@ def main() -> int:
     print(
         "CPU s: "
         + ", ".join(f"node{i + 1} {c:.2f}" for i, c in enumerate(cpu[:-1]))
-        + f", redis {cpu[-1]:.2f}"
+        + f", redis {cpu[-1]:.2f}, clients (this process) {clients_cpu:.2f}"
     )
     for i, text in enumerate(logs):
         if text:

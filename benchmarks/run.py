@@ -371,6 +371,8 @@ WORKLOADS = {
     "fanout-200": load(200, 4, 2000),
     "fanout-1000": load(1000, 2, 1000),
     "latency-500": load(500, 4, 2500, *LATENCY, "2000"),
+    # The same load with one receiver in 10 timing: the load generator stays off its limit.
+    "latency-500-sampled": load(500, 4, 2500, *LATENCY, "2000", "--time-every", "10"),
     "joinseq-2000": load(2000, 0, 0, "--stagger", "--timeout", "600"),
     "idle-1000": load(1000, 0, 0, "--report-rss", "{pid}"),
     "idle-10000": load(10000, 0, 0, "--report-rss", "{pid}", "--timeout", "600"),
@@ -383,6 +385,7 @@ QUICK = {
     "fanout-200": load(100, 4, 500),
     "fanout-1000": load(300, 2, 300),
     "latency-500": load(100, 4, 500, *LATENCY, "1000"),
+    "latency-500-sampled": load(100, 4, 500, *LATENCY, "1000", "--time-every", "10"),
     "joinseq-2000": load(300, 0, 0, "--stagger"),
     "idle-1000": load(300, 0, 0, "--report-rss", "{pid}"),
     "idle-10000": load(1000, 0, 0, "--report-rss", "{pid}"),
