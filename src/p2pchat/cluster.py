@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .protocol import Participant, nick_key
 from .server_core import BroadcastEvent, JoinEvent, LeaveEvent, OrderedEvent, ServerCore
@@ -51,6 +52,9 @@ UNAVAILABLE = "the chat is unavailable: its servers cannot reach each other; try
 CLAIM_LOST = "your registration is no longer held on this chat; register again"
 # How long one call to Redis may take before the chat counts as unavailable.
 CALL_TIMEOUT = 2.0
+# A batch that reaches Redis this long after it was sent does nothing: the answer of
+# one that runs has time to come back before the node gives up at CALL_TIMEOUT.
+LATE_AFTER = 1.0
 READ_BLOCK_MS = 1000
 READ_COUNT = 1000
 RETRY_INTERVAL = 0.5
@@ -66,36 +70,98 @@ DROPPED = (
 # they are refused at once rather than held in memory.
 QUEUE_MAX = 10_000
 
-# KEYS: log, claims (key -> node), members (key -> its join, JSON), addresses
-# ARGV: key, nick, ip, port, node, submission, address
-_JOIN = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return {'nick'} end
-local holder = redis.call('HGET', KEYS[4], ARGV[7])
-if holder then return {'address', holder} end
-local id = redis.call('XADD', KEYS[1], '*', 't', 'j', 'n', ARGV[5], 's', ARGV[6],
-  'nick', ARGV[2], 'ip', ARGV[3], 'port', ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({id, ARGV[2], ARGV[3], ARGV[4], ARGV[5]}))
-redis.call('HSET', KEYS[4], ARGV[7], ARGV[2])
-return {'ok', id}
-"""
-
-# KEYS: log, claims, members, addresses; ARGV: key, nick, ip, port, node, address
-_LEAVE = """
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[5] then return 0 end
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[6])
-redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', ARGV[5],
-  'nick', ARGV[2], 'ip', ARGV[3], 'port', ARGV[4])
-return 1
-"""
-
-# KEYS: log, claims; ARGV: key, node, sender, data
-_BROADCAST = """
-if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('XADD', KEYS[1], '*', 't', 'b', 'n', ARGV[2], 'f', ARGV[3], 'd', ARGV[4])
-return 1
+# KEYS: log, claims (nickname key -> node), members (key -> its join, JSON), addresses
+# ARGV: this node, the deadline (Redis's clock, ms), then one record after another,
+# each an operation and its values:
+#   b key sender data                  a broadcast, appended only while this node holds
+#                                      the sender's claim                    -> 1 or 0
+#   j key nick ip port number address  a join: claims the nickname and the address
+#                                      -> {'ok', id}, {'nick'} or {'address', holder}
+#   l key nick ip port address         a leave, only if this node holds the claim -> 1/0
+#   r key nick ip port address         a claim again after Redis lost the keys -> 1/0
+#   p key nick ip port                 a leave of a participant nobody claimed -> 1/0
+# Everything a node has to send goes in one call: one round trip, each record applied
+# in order, and the whole batch atomic. Past its deadline it does nothing and answers
+# 'late': the node has given up waiting and told the senders to try again, so a batch
+# Redis gets to only later (it was paused, say) must not run then.
+_BATCH = """
+local t = redis.call('TIME')
+if tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > tonumber(ARGV[2]) then
+  return 'late'
+end
+local node = ARGV[1]
+local out = {}
+local i = 3
+local function claim(key, nick, ip, port, address, s, why)
+  local id = redis.call('XADD', KEYS[1], '*', 't', 'j', 'n', node, 's', s, 'w', why,
+    'nick', nick, 'ip', ip, 'port', port)
+  redis.call('HSET', KEYS[2], key, node)
+  redis.call('HSET', KEYS[3], key, cjson.encode({id, nick, ip, port, node}))
+  redis.call('HSET', KEYS[4], address, nick)
+  return id
+end
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'b' then
+    if redis.call('HGET', KEYS[2], ARGV[i + 1]) == node then
+      redis.call('XADD', KEYS[1], '*', 't', 'b', 'n', node, 'f', ARGV[i + 2], 'd', ARGV[i + 3])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    i = i + 4
+  elseif op == 'j' then
+    local key, address = ARGV[i + 1], ARGV[i + 6]
+    local holder = redis.call('HGET', KEYS[4], address)
+    if redis.call('HEXISTS', KEYS[2], key) == 1 then
+      out[#out + 1] = {'nick'}
+    elseif holder then
+      out[#out + 1] = {'address', holder}
+    else
+      local id = claim(key, ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], address, ARGV[i + 5], '')
+      out[#out + 1] = {'ok', id}
+    end
+    i = i + 7
+  elseif op == 'l' then
+    local key = ARGV[i + 1]
+    if redis.call('HGET', KEYS[2], key) == node then
+      redis.call('HDEL', KEYS[2], key)
+      redis.call('HDEL', KEYS[3], key)
+      redis.call('HDEL', KEYS[4], ARGV[i + 5])
+      redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', node, 'w', '',
+        'nick', ARGV[i + 2], 'ip', ARGV[i + 3], 'port', ARGV[i + 4])
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 0
+    end
+    i = i + 6
+  elseif op == 'r' then
+    local key, nick, address = ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
+    local holder = redis.call('HGET', KEYS[2], key)
+    local at = redis.call('HGET', KEYS[4], address)
+    if holder == node then
+      out[#out + 1] = 1
+    elseif holder or (at and at ~= nick) then
+      out[#out + 1] = 0
+    else
+      claim(key, nick, ARGV[i + 3], ARGV[i + 4], address, '', 'r')
+      out[#out + 1] = 1
+    end
+    i = i + 6
+  elseif op == 'p' then
+    if redis.call('HEXISTS', KEYS[2], ARGV[i + 1]) == 1 then
+      out[#out + 1] = 0
+    else
+      redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', node, 'w', 'p',
+        'nick', ARGV[i + 2], 'ip', ARGV[i + 3], 'port', ARGV[i + 4])
+      out[#out + 1] = 1
+    end
+    i = i + 5
+  else
+    return redis.error_reply('unknown operation ' .. tostring(op))
+  end
+end
+return out
 """
 
 # Stream ids compared as numbers (Redis's Lua numbers hold a millisecond time exactly).
@@ -204,37 +270,11 @@ if low ~= nil and low ~= '0-0' then
     redis.call('SET', KEYS[7], low)
   end
 end
-local answer = {status, epoch, swept}
+local answer = {status, epoch, swept, now}
 for _, n in ipairs(swept_nodes) do table.insert(answer, n) end
 return answer
 """
 )
-
-# KEYS: log, claims, members, addresses; ARGV: key, nick, ip, port, node, address
-# A participant of this node claimed again after Redis lost the chat's keys.
-_RECLAIM = """
-local holder = redis.call('HGET', KEYS[2], ARGV[1])
-if holder == ARGV[5] then return 1 end
-if holder then return 0 end
-local at = redis.call('HGET', KEYS[4], ARGV[6])
-if at and at ~= ARGV[2] then return 0 end
-local id = redis.call('XADD', KEYS[1], '*', 't', 'j', 'n', ARGV[5], 's', '', 'w', 'r',
-  'nick', ARGV[2], 'ip', ARGV[3], 'port', ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[5])
-redis.call('HSET', KEYS[3], ARGV[1], cjson.encode({id, ARGV[2], ARGV[3], ARGV[4], ARGV[5]}))
-redis.call('HSET', KEYS[4], ARGV[6], ARGV[2])
-return 1
-"""
-
-# KEYS: log, claims; ARGV: key, nick, ip, port, node
-# A participant nobody claimed again after Redis lost the chat's keys: it leaves
-# (each node may say so; the second leave finds nobody).
-_PURGE = """
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
-redis.call('XADD', KEYS[1], '*', 't', 'l', 'n', ARGV[5], 'w', 'p',
-  'nick', ARGV[2], 'ip', ARGV[3], 'port', ARGV[4])
-return 1
-"""
 
 # What counts as Redis being unreachable. An error Redis answers with (out of
 # memory, a write refused, still loading) counts too: the chat cannot go on
@@ -277,6 +317,10 @@ class ClusterStats:
 
 class ClusterUnavailable(Exception):
     """Redis cannot be reached to start a cluster node."""
+
+
+def _as_is(response: Any, **options: Any) -> Any:
+    return response
 
 
 def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
@@ -376,14 +420,14 @@ class RedisSequencer:
             socket_connect_timeout=CALL_TIMEOUT,
             retry=Retry(NoBackoff(), 0),
         )
-        self._join = self._redis.register_script(_JOIN)
-        self._leave = self._redis.register_script(_LEAVE)
-        self._broadcast = self._redis.register_script(_BROADCAST)
-        self._reclaim = self._redis.register_script(_RECLAIM)
-        self._purge = self._redis.register_script(_PURGE)
+        # Scripts are called as they are, never in a pipeline: redis-py asks SCRIPT EXISTS
+        # before every pipeline holding one, a second round trip.
+        self._batch = self._redis.register_script(_BATCH)
         self._heartbeat = self._redis.register_script(_HEARTBEAT)
         self._load = self._redis.register_script(_LOAD)
         self._reader_load = self._reader_redis.register_script(_LOAD)
+        # Every node reads every entry: hiredis's answer as it is, not made into dicts.
+        self._reader_redis.set_response_callback("XREAD", _as_is)
         self.last_id = "0-0"  # the last stream entry applied here
         self.epoch = b""  # which life of the chat's keys this node knows
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
@@ -400,8 +444,19 @@ class RedisSequencer:
         # (time.time()), and when the reader last had applied every entry
         # (time.monotonic()), and whether it has since.
         self.last_heartbeat: float | None = None
+        self._clock_offset = 0.0  # Redis's clock (ms) minus time.monotonic() (ms)
         self.caught_up_at = time.monotonic()
         self.caught_up = False
+
+    def _set_offset(self, redis_ms: int, sent: float, answered: float) -> None:
+        """Redis's clock against this node's monotonic one, from a call that read it: the
+        batch script's deadline is given in Redis's time (to half a round trip)."""
+        self._clock_offset = redis_ms - (sent + answered) / 2 * 1000
+
+    def _deadline(self) -> int:
+        """Redis's time past which a batch sent now must not run: well before this node
+        gives up waiting for its answer (CALL_TIMEOUT)."""
+        return int(time.monotonic() * 1000 + self._clock_offset + LATE_AFTER * 1000)
 
     def lag(self, now: float) -> float:
         """How long this node may have been behind the global order at monotonic time
@@ -431,6 +486,9 @@ class RedisSequencer:
     async def start(self) -> None:
         """Loads the list and the stream's position, then reads and writes on from there."""
         try:
+            sent = time.monotonic()
+            seconds, micros = await self._redis.time()
+            self._set_offset(seconds * 1000 + micros // 1000, sent, time.monotonic())
             joins = await self._load_list(self._load)
         except _UNREACHABLE as error:
             await self._close_clients()
@@ -521,7 +579,8 @@ class RedisSequencer:
         while True:
             started = time.monotonic()
             try:
-                status, epoch, swept, *dead = await self._heartbeat(
+                sent = time.monotonic()
+                status, epoch, swept, redis_now, *dead = await self._heartbeat(
                     keys=keys,
                     args=[
                         self._prefix,
@@ -536,6 +595,7 @@ class RedisSequencer:
             except _UNREACHABLE as error:
                 self._set_reachable(False, error)
             else:
+                self._set_offset(redis_now, sent, time.monotonic())
                 self.last_heartbeat = time.time()
                 self._set_reachable(True)
                 if dead:
@@ -647,20 +707,13 @@ class RedisSequencer:
         self._refuse(event, UNAVAILABLE)
 
     async def _send(self, batch: Sequence[_Work]) -> None:
-        """Runs each event's script, in order, in one round trip (a pipeline, not a
-        transaction: each script is atomic by itself), and acts on each answer."""
-        pipe = self._redis.pipeline(transaction=False)
+        """Runs the batch script on ``batch`` (one round trip, each record in order), and
+        acts on each answer."""
+        args: list[str | int | bytes] = [self._node, self._deadline()]
         numbers: list[bytes] = []
-        keys = [self.log_key, self._claims, self._members, self._addresses]
         for event in batch:
             if isinstance(event, BroadcastEvent):
-                args: list[str | int | bytes] = [
-                    nick_key(event.sender),
-                    self._node,
-                    event.sender,
-                    event.data,
-                ]
-                await self._broadcast(keys=[self.log_key, self._claims], args=args, client=pipe)
+                args += (b"b", nick_key(event.sender), event.sender, event.data)
                 continue
             p = event.participant
             if isinstance(event, JoinEvent):
@@ -668,18 +721,19 @@ class RedisSequencer:
                 number = str(self._submissions).encode()
                 self._origins[number] = event
                 numbers.append(number)
-                args = [p.key, p.nick, p.ip, p.udp_port, self._node, number, _address(p)]
-                await self._join(keys=keys, args=args, client=pipe)
+                args += (b"j", p.key, p.nick, p.ip, p.udp_port, number, _address(p))
             elif isinstance(event, LeaveEvent):
-                args = [p.key, p.nick, p.ip, p.udp_port, self._node, _address(p)]
-                await self._leave(keys=keys, args=args, client=pipe)
+                args += (b"l", p.key, p.nick, p.ip, p.udp_port, _address(p))
             elif isinstance(event, _Reclaim):
-                args = [p.key, p.nick, p.ip, p.udp_port, self._node, _address(p)]
-                await self._reclaim(keys=keys, args=args, client=pipe)
+                args += (b"r", p.key, p.nick, p.ip, p.udp_port, _address(p))
             else:
-                args = [p.key, p.nick, p.ip, p.udp_port, self._node]
-                await self._purge(keys=keys[:2], args=args, client=pipe)
-        answers = await pipe.execute()
+                args += (b"p", p.key, p.nick, p.ip, p.udp_port)
+        keys = [self.log_key, self._claims, self._members, self._addresses]
+        answers = await self._batch(keys=keys, args=args)
+        if answers == b"late":
+            for number in numbers:
+                self._origins.pop(number, None)
+            raise RedisTimeoutError("Redis took the batch too late: it did nothing")
         joins = iter(numbers)
         for event, answer in zip(batch, answers, strict=True):
             if isinstance(event, BroadcastEvent):
@@ -734,11 +788,23 @@ class RedisSequencer:
                 await asyncio.sleep(RETRY_INTERVAL)
                 continue
             read = 0
-            streams = answer.values() if isinstance(answer, dict) else (s[1] for s in answer)
+            # {stream: [[id, [field, value, ...]], ...]} (RESP3, or redis-py 8 with
+            # RESP2), [[stream, [...]]] (older RESP2), or None when nothing came.
+            if not answer:
+                streams: Any = ()
+            elif isinstance(answer, dict):
+                streams = answer.values()
+            else:
+                streams = (stream[1] for stream in answer)
             for entries in streams:
-                for entry_id, fields in entries:
-                    self.last_id = entry_id.decode()
-                    self._apply(fields)
+                apply, last = self._apply, None
+                try:
+                    for entry_id, fields in entries:
+                        apply(fields)
+                        last = entry_id
+                finally:  # what was applied is never applied again
+                    if last is not None:
+                        self.last_id = last.decode()
                 read += len(entries)
             self.stats.entries_applied += read
             if read < READ_COUNT:
@@ -767,19 +833,22 @@ class RedisSequencer:
         for _, nick, ip, port, _node in joins:
             self.core.apply(JoinEvent(Participant(nick, ip, int(port))))
 
-    def _apply(self, fields: dict[bytes, bytes]) -> None:
-        kind = fields[b"t"]
-        mine = fields[b"n"] == self._node
-        if kind == b"b":
-            sender = fields[b"f"].decode()
+    def _apply(self, entry: list[bytes]) -> None:
+        """One stream entry, its fields and values in turn; a broadcast's are
+        t b n NODE f SENDER d DATA (the batch script writes them so)."""
+        if entry[1] == b"b":
+            sender = entry[5].decode()
             origin = None
-            if mine:
+            if entry[3] == self._node:
                 # Its sender holds the claim here (the script checked) and is on the list
                 # until its leave, which comes later in the stream.
                 holder = self.core.registry.holder(nick_key(sender))
                 origin = None if isinstance(holder, Remote) else holder
-            self.core.apply(BroadcastEvent(sender, fields[b"d"], origin))
+            self.core.apply(BroadcastEvent(sender, entry[7], origin))
             return
+        fields = dict(zip(entry[::2], entry[1::2], strict=True))
+        kind = fields[b"t"]
+        mine = fields[b"n"] == self._node
         participant = Participant(
             fields[b"nick"].decode(), fields[b"ip"].decode(), int(fields[b"port"])
         )
