@@ -31,7 +31,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,6 +319,18 @@ class ClusterUnavailable(Exception):
     """Redis cannot be reached to start a cluster node."""
 
 
+async def _kept(work: Callable[[], Awaitable[None]], sequencer: RedisSequencer) -> None:
+    """Runs one of a node's tasks, and again if a bug ends it: a node whose reader,
+    writer or heartbeat stopped would be deaf, mute or declared dead while it serves."""
+    while not sequencer._closing:
+        try:
+            await work()
+            return
+        except Exception:
+            log.exception("%s failed; starting it again", work.__name__)
+            await asyncio.sleep(RETRY_INTERVAL)
+
+
 def _as_is(response: Any, **options: Any) -> Any:
     return response
 
@@ -504,9 +516,9 @@ class RedisSequencer:
             self.last_id,
         )
         self._tasks = [
-            asyncio.create_task(self._read(), name="p2pchat-cluster-reader"),
-            asyncio.create_task(self._write(), name="p2pchat-cluster-writer"),
-            asyncio.create_task(self._beat(), name="p2pchat-cluster-heartbeat"),
+            asyncio.create_task(_kept(self._read, self), name="p2pchat-cluster-reader"),
+            asyncio.create_task(_kept(self._write, self), name="p2pchat-cluster-writer"),
+            asyncio.create_task(_kept(self._beat, self), name="p2pchat-cluster-heartbeat"),
         ]
 
     async def _load_list(self, load: Any) -> list[list[str]]:
@@ -677,6 +689,10 @@ class RedisSequencer:
                 self._set_reachable(False, error)
                 for event in batch:
                     self._unsent(event)
+            except Exception:  # a bug: its senders are told, and the node goes on
+                log.exception("sending to Redis failed")
+                for event in batch:
+                    self._unsent(event)
             finally:
                 for _ in batch:
                     queue.task_done()
@@ -797,14 +813,14 @@ class RedisSequencer:
             else:
                 streams = (stream[1] for stream in answer)
             for entries in streams:
-                apply, last = self._apply, None
-                try:
-                    for entry_id, fields in entries:
+                apply = self._apply
+                for entry_id, fields in entries:
+                    try:
                         apply(fields)
-                        last = entry_id
-                finally:  # what was applied is never applied again
-                    if last is not None:
-                        self.last_id = last.decode()
+                    except Exception:  # written by something else: skipped, not fatal
+                        log.exception("entry %s of %s skipped", entry_id, self.log_key)
+                if entries:
+                    self.last_id = entries[-1][0].decode()
                 read += len(entries)
             self.stats.entries_applied += read
             if read < READ_COUNT:

@@ -367,3 +367,24 @@ async def test_redis_away_longer_than_the_node_timeout_drops_nobody(
     alice.send(bcast("alice", "still here"))
     await bob.expect(bcast("alice", "still here"))
     assert a.registry.participants() == b.registry.participants()
+
+
+async def test_an_entry_no_node_wrote_is_skipped_and_the_chat_goes_on(
+    redis_server, nodes, clients
+) -> None:
+    """Whatever else wrote to the chat's stream (another program, a damaged copy)
+    costs a node that entry, never its reader."""
+    a, _ = await nodes()
+    b, _ = await nodes()
+    alice = await joined(a.port, clients, ALICE)
+    bob = await joined(b.port, clients, BOB, ALICE)
+    await alice.expect(join(BOB))
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        for fields in ({"t": "j"}, {"x": "y"}, {"t": "b"}, {"t": "l", "n": "z", "nick": "q"}):
+            await admin.xadd("p2pchat:{test}:log", fields)
+    finally:
+        await admin.aclose()
+    alice.send(bcast("alice", "after the damage"))
+    await bob.expect(bcast("alice", "after the damage"))
+    await bob.expect_nothing(0.2)
