@@ -161,3 +161,30 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return uvloop.run(main())
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main())
+
+
+async def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A listening TCP socket for an HTTP endpoint (``what``: the option that asked for
+    it), bound here rather than by the event loop so that an error carries the OS's own
+    words (uvloop's do not), with ``HOST:PORT (what)`` as its ``filename``."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as error:
+        raise OSError(
+            error.errno, error.strerror or str(error), f"{format_host_port(host, port)} ({what})"
+        ) from error
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise OSError(
+            error.errno, error.strerror or str(error), f"{format_host_port(host, port)} ({what})"
+        ) from error
+    return sock

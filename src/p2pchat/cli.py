@@ -12,6 +12,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _net, linemode
 from .chatlog import ChatLog, check_directory
@@ -20,6 +21,9 @@ from .frontend import Output, Tee
 from .present import Presenter
 from .protocol import LocalProtocolError, canonical_ip, check_nick
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
+
+if TYPE_CHECKING:
+    from .web import WebHost
 
 
 def _default_nick() -> str:
@@ -85,6 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"host a chat in this process and join it (default address 0.0.0.0:{DEFAULT_PORT})",
     )
     p.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        default=None,
+        help="with --serve: also serve the web client at http://HOST:PORT/",
+    )
+    p.add_argument(
+        "--web-max-sessions",
+        metavar="N",
+        type=int,
+        default=200,
+        help="with --web: browser sessions at most (default: 200)",
+    )
+    p.add_argument(
         "--ip",
         default=None,
         help="the IP address to register (default: the local address of the connection)",
@@ -123,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
     server: ChatServer | None = None
     hosting: str | None = None
+    web: WebHost | None = None
+    web_url: str | None = None
     ip = args.ip
     if args.serve is not None:
         host, port = _net.parse_host_port(args.serve, DEFAULT_PORT)
@@ -140,6 +159,20 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
         hosting = _net.format_host_port(lan_ip or ("127.0.0.1" if wildcard else host), port)
         host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
         ip = ip or lan_ip
+        if args.web is not None:
+            from .web import WebConfig, serve_web  # aiohttp loads only when asked for
+
+            config = WebConfig(max_sessions=args.web_max_sessions)
+            try:
+                web, web_url = await serve_web(args.web, host, port, ip, hosting, config)
+            except OSError as error:
+                print(
+                    f"p2pchat: cannot serve the web client on {error.filename}: "
+                    f"{error.strerror or error}",
+                    file=sys.stderr,
+                )
+                await server.close()
+                return 1
     else:
         host, port = _net.parse_host_port(args.server or f"127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
     where = _net.format_host_port(host, port)
@@ -154,7 +187,7 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
     presenter = Presenter(nick, hints=ui == "plain")
     try:
         if ui != "tui" and hosting is not None:
-            _line_output(ui).show(presenter.hosting(hosting, join_command(hosting)))
+            _line_output(ui).show(presenter.hosting(hosting, join_command(hosting), web_url))
         try:
             await client.connect()
         except (ConnectError, RegistrationError) as error:
@@ -168,6 +201,7 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
                 server=hosting or where,
                 hosting=hosting,
                 join=join_command(hosting) if hosting is not None else None,
+                web=web_url,
                 output=with_log,
                 presenter=presenter,
             )
@@ -178,6 +212,8 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
         await client.close()
         if chatlog is not None:
             chatlog.close()
+        if web is not None:
+            await web.close()
         if server is not None:
             await server.close()
 
@@ -199,9 +235,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_nick(nick)
         if args.ip is not None:
             canonical_ip(args.ip)
-        for value in (args.server, args.serve):
+        for value in (args.server, args.serve, args.web):
             if value is not None:
                 _net.parse_host_port(value, DEFAULT_PORT)
+        if args.web is not None and args.serve is None:
+            raise ValueError("--web serves the chat this process hosts: give --serve too")
+        if args.web_max_sessions < 1:
+            raise ValueError(f"--web-max-sessions {args.web_max_sessions}: must be at least 1")
         # --serve takes an empty host as "every address"; a server to join needs one.
         if args.server is not None and not _net.parse_host_port(args.server, DEFAULT_PORT)[0]:
             raise ValueError(

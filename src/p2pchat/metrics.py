@@ -20,8 +20,6 @@ waits.
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -155,13 +153,7 @@ class MetricsEndpoint:
     async def start(self, host: str, port: int) -> None:
         """Listens on (host, port); an OSError with the OS's reason, and the address as
         its ``filename``, when it cannot."""
-        where = _net.format_host_port(host, port)
-        try:
-            sock = await _listening_socket(host, port)
-        except OSError as error:
-            raise OSError(
-                error.errno, error.strerror or str(error), f"{where} (--metrics)"
-            ) from error
+        sock = await _net.listening_socket(host, port, "--metrics")
         self._address = sock.getsockname()[:2]
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
@@ -202,22 +194,3 @@ class MetricsEndpoint:
         if reasons:
             return web.Response(status=503, text="".join(f"{r}\n" for r in reasons))
         return web.Response(text="ok: serving\n")
-
-
-async def _listening_socket(host: str, port: int) -> socket.socket:
-    """A listening socket bound here, not by the event loop, so that the error, if any,
-    carries the OS's own words (uvloop's do not)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    family, kind, proto, _, addr = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

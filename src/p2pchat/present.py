@@ -316,12 +316,17 @@ class Presenter:
         line = self._participants_line(participants, None)
         return Report((line,), participants_record(participants))
 
-    def hosting(self, address: str, join: str | None = None) -> Report:
-        """We host a chat at ``address``; ``join`` is the command others type to join it."""
+    def hosting(self, address: str, join: str | None = None, web: str | None = None) -> Report:
+        """We host a chat at ``address``; ``join`` is the command others type to join it,
+        ``web`` the address of its web client, if it serves one."""
         join = join_text(address, join)
         text = f"*** hosting a chat on {address}; others join with: {join}"
+        record = {"event": "hosting", "address": address, "command": join}
+        if web is not None:
+            text += f", or in a browser at {web}"
+            record["web"] = web
         line = Line(GROUP, text, Kind.NOTICE, logged=False)
-        return Report((line,), {"event": "hosting", "address": address, "command": join})
+        return Report((line,), record)
 
     def leaving_hosted(self, others: int) -> Report:
         """We quit a chat we host while others are in it."""

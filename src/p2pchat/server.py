@@ -818,6 +818,14 @@ def _metrics_address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _web_address(text: str) -> str:
+    try:
+        _net.parse_host_port(text, 8080)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _cluster_url(text: str) -> str:
     if not text.startswith(("redis://", "rediss://", "unix://")):
         raise argparse.ArgumentTypeError(
@@ -925,6 +933,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics (/metrics) and a health check (/health) over HTTP here",
     )
     p.add_argument(
+        "--web",
+        metavar="HOST:PORT",
+        type=_web_address,
+        default=None,
+        help="also serve the web client at http://HOST:PORT/: a browser joins the chat with it",
+    )
+    p.add_argument(
+        "--web-max-sessions",
+        metavar="N",
+        type=_positive_int,
+        default=200,
+        help="with --web: browser sessions at most",
+    )
+    p.add_argument(
         "--cluster",
         metavar="URL",
         type=_cluster_url,
@@ -972,6 +994,8 @@ async def serve(
     cluster_url: str | None = None,
     cluster_name: str = "p2pchat",
     node_timeout: float = 5.0,
+    web: str | None = None,
+    web_max_sessions: int = 200,
 ) -> None:
     """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly."""
     cluster = None
@@ -997,6 +1021,18 @@ async def serve(
     await server.start(host, port)
     for addr_host, addr_port in server.addresses:
         log.info("listening on %s", _net.format_host_port(addr_host, addr_port))
+    web_host = None
+    if web is not None:
+        from .web import WebConfig, serve_web  # aiohttp loads only when asked for
+
+        wildcard = host in ("", "0.0.0.0", "::")
+        chat_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+        lan_ip = _net.lan_ipv4() if wildcard else None
+        shown = _net.format_host_port(lan_ip or chat_host, server.port)
+        web_host, url = await serve_web(
+            web, chat_host, server.port, lan_ip, shown, WebConfig(max_sessions=web_max_sessions)
+        )
+        log.info("web client on %s", url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1004,6 +1040,8 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
+    if web_host is not None:
+        await web_host.close()  # its participants leave like any others
     await server.close()
     if cluster is not None:
         await cluster.close()  # after the server: its participants' leaves go out first
@@ -1035,6 +1073,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.cluster,
                 args.cluster_name,
                 args.node_timeout,
+                args.web,
+                args.web_max_sessions,
             )
         )
     except OSError as error:

@@ -137,6 +137,7 @@ class ChatApp(App[int]):
         server: str,
         hosting: str | None = None,
         join: str | None = None,
+        web: str | None = None,
         output: Callable[[Output], Output] = lambda out: out,
         clock: Callable[[], str] = clock_now,
         presenter: Presenter | None = None,
@@ -148,6 +149,7 @@ class ChatApp(App[int]):
         self._hosting = hosting
         # What others type to join, as the status line and the group tab show it.
         self._join = join_text(hosting, join) if hosting else None
+        self._web = web  # the web client's address, when this process serves one
         self._clock = clock
         # Everything shown also goes through ``output`` (e.g. to conversation logs).
         self.out: Output = output(self)
@@ -181,9 +183,9 @@ class ChatApp(App[int]):
         self._log_handler = _ConversationLogHandler(self)
         logging.getLogger().addHandler(self._log_handler)
         status = self.query_one(StatusBar)
-        status.join = self._join
+        status.join = f"{self._join} or {self._web}" if self._join and self._web else self._join
         if self._hosting:
-            self.show(self.presenter.hosting(self._hosting, self._join))
+            self.show(self.presenter.hosting(self._hosting, self._join, self._web))
         self._fit_people(self.size.width)
         self.query_one(CommandInput).focus()
         self._pump_events()
