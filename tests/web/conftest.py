@@ -19,6 +19,15 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Dialog,
+    Locator,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from tests.integration._programs import TIMEOUT, Program
 
@@ -33,19 +42,10 @@ CHROMIUM_ARGS = [
 ]
 EXPECT_TIMEOUT_MS = 5000
 
-try:
-    from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
-except ImportError:  # pragma: no cover - the test extras install it
-    async_playwright = None  # type: ignore[assignment]
-
 
 def _need_chromium() -> None:
-    missing = None
-    if async_playwright is None:
-        missing = "playwright is not installed (pip install -e '.[test]')"
-    elif not CHROMIUM.exists():
+    if not CHROMIUM.exists():
         missing = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run does)"
-    if missing is not None:
         if os.environ.get("CI"):
             pytest.fail(missing)
         pytest.skip(missing)
@@ -128,19 +128,19 @@ class Person:
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    def tab(self, name: str):  # type: ignore[no-untyped-def]
+    def tab(self, name: str) -> Locator:
         return self.page.get_by_role("tab", name=name, exact=True)
 
-    def badge(self, name: str):  # type: ignore[no-untyped-def]
+    def badge(self, name: str) -> Locator:
         return self.tab(name).locator(".badge")
 
     @property
-    def log(self):  # type: ignore[no-untyped-def]
+    def log(self) -> Locator:
         """The conversation on show (the others are hidden)."""
         return self.page.get_by_role("log")
 
     @property
-    def participants(self):  # type: ignore[no-untyped-def]
+    def participants(self) -> Locator:
         return self.page.get_by_role("list", name="Participants")
 
     async def say(self, text: str) -> None:
@@ -170,7 +170,7 @@ class People:
         person = Person(context, page)
         self.people.append(person)
 
-        async def dismiss(dialog) -> None:  # type: ignore[no-untyped-def]
+        async def dismiss(dialog: Dialog) -> None:
             person.dialogs.append(f"{dialog.type}: {dialog.message}")
             await dialog.dismiss()
 

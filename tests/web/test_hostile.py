@@ -30,10 +30,10 @@ async def test_markup_in_messages_and_nicknames_shows_as_text(
     trudy = await terminal(programs, host, TERMINAL_NICK)
 
     await mallory.say(MESSAGE)
-    await expect(alice.log.locator(".line.message")).to_contain_text([f"{PAGE_NICK}{MESSAGE}"])
+    await expect(alice.log.locator(".line.message")).to_contain_text([f"{PAGE_NICK} {MESSAGE}"])
     await trudy.type(MESSAGE)
     await expect(alice.log.locator(".line.message")).to_contain_text(
-        [f"{PAGE_NICK}{MESSAGE}", f"{TERMINAL_NICK}{MESSAGE}"]
+        [f"{PAGE_NICK} {MESSAGE}", f"{TERMINAL_NICK} {MESSAGE}"]
     )
     await trudy.type(f"/msg alice {MESSAGE}")
     await mallory.say(f"/msg alice {MESSAGE}")

@@ -44,7 +44,7 @@ async def test_a_reload_restores_the_conversations(
     await alice.tab("Group").click()
     await alice.say("still in the group")
     # Nobody saw alice leave or join again: bob only hears from her.
-    events = []
+    events: list[dict[str, object]] = []
     while not events or events[-1] != {
         "event": "broadcast",
         "from": "alice",

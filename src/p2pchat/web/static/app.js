@@ -315,12 +315,12 @@
       const body = document.createElement("span");
       body.className = "body";
       body.textContent = text(line.body);
-      row.append(nick, body);
+      row.append(" ", nick, " ", body); // spaces, so that copied text and screen readers part them
     } else {
       const body = document.createElement("span");
       body.className = "body";
       body.textContent = text(line.text);
-      row.append(body);
+      row.append(" ", body);
     }
     const stick = nearBottom(tab.log);
     tab.log.append(row);
