@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -395,7 +396,11 @@ class ChatServer:
 
     # -- lifecycle ---------------------------------------------------------------
 
-    async def start(self, host: str = "0.0.0.0", port: int = DEFAULT_PORT) -> None:
+    async def start(
+        self, host: str = "0.0.0.0", port: int = DEFAULT_PORT, *, reuse_port: bool = False
+    ) -> None:
+        """Listens on (host, port); ``reuse_port`` shares the port with other processes
+        that bind it so (``--workers``)."""
         limit = _net.raise_open_files_limit(self.config.max_clients + 64)
         if limit < self.config.max_clients + 64:
             log.warning(
@@ -412,6 +417,7 @@ class ChatServer:
             port,
             backlog=4096,
             reuse_address=True,
+            reuse_port=reuse_port or None,
         )
 
     @property
@@ -968,6 +974,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --cluster: a node whose heartbeat Redis has not seen for this long is "
         "declared dead, and its participants leave",
     )
+    p.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        default=None,
+        help="with --cluster: run N server processes sharing --port (SO_REUSEPORT), each a "
+        "node of the chat; worker I (from 0) serves --metrics on its PORT+I",
+    )
+    # A process started by --workers: bind with SO_REUSEPORT, report to the parent.
+    p.add_argument("--worker", metavar="I", type=int, default=None, help=argparse.SUPPRESS)
     return p
 
 
@@ -996,8 +1012,12 @@ async def serve(
     node_timeout: float = 5.0,
     web: str | None = None,
     web_max_sessions: int = 200,
+    *,
+    worker: bool = False,
 ) -> None:
-    """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly."""
+    """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. A ``worker``
+    of ``--workers`` shares its port, tells its parent when it listens, and stops when
+    the parent is gone (p2pchat.workers)."""
     cluster = None
     if cluster_url is None:
         server = ChatServer(config)
@@ -1016,9 +1036,13 @@ async def serve(
         from .metrics import MetricsEndpoint  # aiohttp loads only when asked for
 
         endpoint = MetricsEndpoint(server)
+        if cluster is not None and cluster.sequencer is not None:
+            from .cluster_metrics import watch
+
+            watch(endpoint, cluster.sequencer, cluster_name)
         await endpoint.start(*metrics)
         log.info("metrics on http://%s/metrics", _net.format_host_port(*endpoint.address))
-    await server.start(host, port)
+    await server.start(host, port, reuse_port=worker)
     for addr_host, addr_port in server.addresses:
         log.info("listening on %s", _net.format_host_port(addr_host, addr_port))
     web_host = None
@@ -1038,7 +1062,15 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    parent = None
+    if worker:
+        from . import workers
+
+        parent = asyncio.create_task(workers.serve_parent_gone(stop.set))
+        workers.say_ready()  # after the signal handlers: the parent may stop it at once
     await stop.wait()
+    if parent is not None:
+        parent.cancel()
     log.info("shutting down")
     if web_host is not None:
         await web_host.close()  # its participants leave like any others
@@ -1058,12 +1090,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     if not 0 <= args.port <= 65535:
         parser.error(f"--port {args.port} is out of range 0-65535")
+    if args.workers is not None:
+        if args.cluster is None:
+            parser.error("--workers needs --cluster URL: the workers serve one chat through Redis")
+        last = args.metrics[1] + args.workers - 1 if args.metrics and args.metrics[1] else 0
+        if last > 65535:
+            parser.error(
+                f"--metrics port {args.metrics[1]} leaves no room for {args.workers} workers "
+                "(worker I serves PORT+I)"
+            )
+    where = "" if args.worker is None else f" [worker {args.worker} pid {os.getpid()}]"
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{where}: %(message)s",
         stream=sys.stderr,
     )
     try:
+        if args.workers is not None:
+            from .workers import run_workers
+
+            return _net.run(lambda: run_workers(parser, args))
         _net.run(
             lambda: serve(
                 args.host,
@@ -1075,6 +1121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.node_timeout,
                 args.web,
                 args.web_max_sessions,
+                worker=args.worker is not None,
             )
         )
     except OSError as error:

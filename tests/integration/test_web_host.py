@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from p2pchat.server import ChatServer
 from p2pchat.web import WebConfig, WebHost
 
+from ._programs import Program, start_server
 from ._support import RawClient
 from .test_server import bcast, leave, register
 
@@ -320,3 +322,64 @@ async def test_a_host_closing_ends_every_session(web, pages, raw) -> None:
     ended = await page.until("ended")
     assert "shutting down" in ended["reason"]
     assert (await carol.recv()).startswith(b"UPDATE:LEAVE:alice:")
+
+
+async def test_p2pchat_serve_web_names_the_web_address_and_a_page_joins(programs) -> None:
+    host = await Program.start(
+        "p2pchat", "--serve", "127.0.0.1:0", "--web", "127.0.0.1:0", "--nick", "host", "--json"
+    )
+    programs.append(host)
+    hosting = await host.expect("hosting")
+    url = hosting["web"]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+    await host.expect("registered")
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(f"{url}ws", origin=url.rstrip("/"))
+        page = Page(ws)
+        await page.send(type="join", nick="browser")
+        welcome = await page.until("welcome")
+        assert [p["nick"] for p in welcome["participants"]] == ["browser", "host"]  # self first
+        await host.expect("join", nick="browser")
+        await host.type("hello browser")
+        assert (await page.line("hello browser"))["line"]["nick"] == "host"
+        await ws.close()
+
+
+async def test_p2pchat_server_web_logs_its_address(programs) -> None:
+    server, _ = await start_server(programs, "--web", "127.0.0.1:0")
+    while "web client on" not in (line := await server.line("stderr")):
+        pass
+    assert re.search(r"web client on http://127\.0\.0\.1:\d+/", line), line
+
+
+async def test_web_without_serve_is_a_usage_error() -> None:
+    program = await Program.start("p2pchat", "--web", "127.0.0.1:0")
+    status, err = await program.finish()
+    assert status == 2
+    assert "--web serves the chat this process hosts: give --serve too" in err
+
+
+async def test_a_storm_of_joins_sends_each_page_the_list_a_few_times_not_once_a_join(
+    web, pages, server
+) -> None:
+    host = await web()
+    page, _ = await joined(pages, host, "alice")
+    await listing(page, ["alice"])
+    started = asyncio.get_running_loop().time()
+    writers = []
+    for i in range(40):
+        _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(register(f"n{i}:127.0.0.1:{6000 + i}"))
+        writers.append(writer)
+    everyone = ["alice"] + [f"n{i}" for i in range(40)]
+    lists = 0
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            listed = await page.until("participants")
+            lists += 1
+            if sorted(p["nick"] for p in listed["participants"]) == sorted(everyone):
+                break
+    took = asyncio.get_running_loop().time() - started
+    assert lists <= took / 0.5 + 2, (lists, took)
+    for writer in writers:
+        writer.close()

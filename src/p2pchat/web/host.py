@@ -50,6 +50,7 @@ log = logging.getLogger("p2pchat.web")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_MAX_SESSIONS = 200
 GRACE = 120.0
+LIST_INTERVAL = 0.5  # seconds between two participant lists sent to one page, at least
 
 # No inline script or style, nothing from elsewhere: a message that got into the page
 # as markup still could not run.
@@ -98,6 +99,8 @@ class WebSession:
         self._writer: asyncio.Task[None] | None = None
         self._pump: asyncio.Task[None] | None = None
         self._expiry: asyncio.TimerHandle | None = None
+        self._list_timer: asyncio.TimerHandle | None = None
+        self._list_sent = 0.0  # time.monotonic() when the page was last sent the list
         self.ended = False
 
     # -- commands.Session ------------------------------------------------------------
@@ -198,7 +201,23 @@ class WebSession:
         if isinstance(event, NickChanged):
             self._send({"type": "nick", "nick": event.new})
         if isinstance(event, _LIST_CHANGES):
-            self._send(participants_message(self._client.participants, self._client.nick))
+            self._list_changed()
+
+    def _list_changed(self) -> None:
+        """The page gets the whole list at most every LIST_INTERVAL: in a storm of joins
+        each page would otherwise be sent the list once per join, n times n entries."""
+        if self._list_timer is not None:
+            return  # it goes out when the timer fires, as it is then
+        wait = self._list_sent + LIST_INTERVAL - time.monotonic()
+        if wait <= 0:
+            self._send_list()
+        else:
+            self._list_timer = asyncio.get_running_loop().call_later(wait, self._send_list)
+
+    def _send_list(self) -> None:
+        self._list_timer = None
+        self._list_sent = time.monotonic()
+        self._send(participants_message(self._client.participants, self._client.nick))
 
     async def run(self, tab: str, text: str) -> None:
         """One line typed in ``tab``, carried out as the terminal clients carry it out."""
@@ -220,6 +239,8 @@ class WebSession:
         self._host.forget(self)
         if self._expiry is not None:
             self._expiry.cancel()
+        if self._list_timer is not None:
+            self._list_timer.cancel()
         if self._pump is not None:
             self._pump.cancel()
         ws = self._ws
