@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,19 +42,24 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def start_host(pin: bool) -> tuple[subprocess.Popen[bytes], int]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_host(pin: bool, log: Path) -> tuple[subprocess.Popen[bytes], int]:
     argv = [PYTHON, "-m", "p2pchat.server", "--host", "127.0.0.1", "--port", "0"]
     argv += ["--web", "127.0.0.1:0", "--web-max-sessions", "100000", "--max-clients", "100000"]
     if pin and shutil.which("taskset"):
         argv = ["taskset", "-c", "0", *argv]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    assert proc.stderr is not None
+    # Its log goes to a file: a pipe nobody reads would stop the host once full.
+    proc = subprocess.Popen(argv, stderr=log.open("wb"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        line = proc.stderr.readline().decode()
-        if m := re.search(r"web client on http://127\.0\.0\.1:(\d+)/", line):
+        if m := re.search(r"web client on http://127\.0\.0\.1:(\d+)/", log.read_text()):
             return proc, int(m.group(1))
-    raise SystemExit("the host did not start")
+        time.sleep(0.05)
+    raise SystemExit(f"the host did not start: {log.read_text()}")
 
 
 class Page:
@@ -62,19 +68,24 @@ class Page:
         self.ws = ws
         self.got: Counter[str] = Counter()
         self.latencies: list[float] = []
+        self.listed = 0  # participants on the last list it was sent
 
     async def read(self) -> None:
         async for frame in self.ws:
             if frame.type != aiohttp.WSMsgType.TEXT:
                 break
-            message = json.loads(frame.data)
-            if message["type"] != "line":
-                continue
-            body = message["line"]["body"]
-            if body.startswith("bench "):
-                _, ident, sent = body.split(" ")
-                self.got[ident] += 1
-                self.latencies.append(time.time() - float(sent))
+            data = json.loads(frame.data)
+            now = time.time()
+            for message in data if isinstance(data, list) else [data]:
+                if message["type"] == "participants":
+                    self.listed = len(message["participants"])
+                if message["type"] != "line":
+                    continue
+                body = message["line"]["body"]
+                if body.startswith("bench "):
+                    _, ident, sent = body.split(" ")
+                    self.got[ident] += 1
+                    self.latencies.append(now - float(sent))
 
 
 async def open_page(http: aiohttp.ClientSession, port: int, nick: str) -> Page:
@@ -84,9 +95,9 @@ async def open_page(http: aiohttp.ClientSession, port: int, nick: str) -> Page:
     while True:
         frame = await ws.receive(timeout=30)
         message = json.loads(frame.data)
-        if message["type"] == "welcome":
+        if isinstance(message, dict) and message["type"] == "welcome":
             return Page(nick, ws)
-        if message["type"] == "refused":
+        if isinstance(message, dict) and message["type"] == "refused":
             raise SystemExit(f"{nick} refused: {message['reason']}")
 
 
@@ -104,7 +115,8 @@ async def main() -> int:
     args = parser.parse_args()
     if not args.no_pin and shutil.which("taskset"):
         os.sched_setaffinity(0, {1})
-    proc, port = start_host(not args.no_pin)
+    log = Path(tempfile.mkdtemp(prefix="p2pchat-webload-")) / "host.log"
+    proc, port = start_host(not args.no_pin, log)
     try:
         time.sleep(0.5)
         base = rss_kb(proc.pid)
@@ -119,11 +131,16 @@ async def main() -> int:
                         for i in range(batch, min(args.sessions, batch + 50))
                     )
                 )
+                print(f"  {len(pages)} joined", file=sys.stderr, flush=True)
             joined_in = time.monotonic() - started
             readers = [asyncio.create_task(p.read()) for p in pages]
-            await asyncio.sleep(1.0)  # the joins' UPDATEs go out
+            # Until every page has been told of everyone: the storm of joins is over.
+            while any(p.listed < len(pages) for p in pages):
+                await asyncio.sleep(0.1)
+            settled_in = time.monotonic() - started
             with_sessions = rss_kb(proc.pid)
             count = int(args.rate * args.duration)
+            cpu_before = cpu_seconds(proc.pid)
             begin = time.monotonic()
             for n in range(count):
                 sender = pages[n % len(pages)]
@@ -138,6 +155,8 @@ async def main() -> int:
                     break
                 await asyncio.sleep(0.1)
             peak = rss_kb(proc.pid)
+            cpu = cpu_seconds(proc.pid) - cpu_before
+            wall = time.monotonic() - begin
             lost = sum(count - len(p.got) for p in pages)
             duplicated = sum(v - 1 for p in pages for v in p.got.values() if v > 1)
             latencies = [x for p in pages for x in p.latencies]
@@ -150,10 +169,15 @@ async def main() -> int:
         proc.wait()
     per_session = (with_sessions - base) / len(pages)
     print(
-        f"{len(pages)} web sessions joined in {joined_in:.1f} s; {count} broadcasts at "
+        f"{len(pages)} web sessions joined in {joined_in:.1f} s, every page knew everyone "
+        f"after {settled_in:.1f} s; {count} broadcasts at "
         f"{args.rate:.0f}/s to every session: {len(latencies)} deliveries, lost {lost}, "
         f"duplicated {duplicated}; latency p50 {percentile(latencies, 50) * 1000:.1f} ms, "
         f"p99 {percentile(latencies, 99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms"
+    )
+    print(
+        f"host CPU while broadcasting: {cpu:.1f} s in {wall:.1f} s "
+        f"({cpu / max(1, len(latencies)) * 1e6:.0f} us a delivery)"
     )
     print(
         f"host RSS: {base / 1024:.1f} MiB before the sessions, {with_sessions / 1024:.1f} MiB "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from enum import Enum
+from functools import lru_cache
 from typing import Final, Literal
 
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -377,7 +378,16 @@ def _participant(fields: list[str], command: bytes) -> Participant:
     # nickname and port leave everything between them to the address.
     if len(fields) < 3:
         raise LocalProtocolError(f"malformed {command.decode()}: expected {_FORMATS[command]}")
-    return Participant(fields[0], ":".join(fields[1:-1]), parse_port(fields[-1]))
+    return _shared(fields[0], ":".join(fields[1:-1]), fields[-1])
+
+
+# The same participant arrives again and again (every LIST names everyone), and a
+# process may hold many clients (the web client's host): one checked, immutable
+# Participant per entry text, shared, instead of one per message and per client.
+# Bounded; an entry that does not check is raised each time, never kept.
+@lru_cache(maxsize=8192)
+def _shared(nick: str, ip: str, port: str) -> Participant:
+    return Participant(nick, ip, parse_port(port))
 
 
 # One LIST entry: a nickname (no ':'), an address (IPv6 only in brackets
@@ -400,7 +410,7 @@ def _entry_fields(body: str, pos: int) -> list[tuple[str, str, str]] | None:
 
 
 def _build_entries(entries: list[tuple[str, str, str]]) -> tuple[Participant, ...]:
-    return tuple(Participant(nick, ip, parse_port(port)) for nick, ip, port in entries)
+    return tuple(_shared(nick, ip, port) for nick, ip, port in entries)
 
 
 def _list_entries(body: str) -> tuple[Participant, ...]:

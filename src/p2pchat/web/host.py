@@ -50,6 +50,7 @@ log = logging.getLogger("p2pchat.web")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_MAX_SESSIONS = 200
 GRACE = 120.0
+FRAME_MESSAGES = 200  # messages in one frame at most
 LIST_INTERVAL = 0.5  # seconds between two participant lists sent to one page, at least
 
 # No inline script or style, nothing from elsewhere: a message that got into the page
@@ -189,13 +190,24 @@ class WebSession:
         with contextlib.suppress(ConnectionError, RuntimeError):
             while True:
                 message = await queue.get()
-                await ws.send_str(json.dumps(message, ensure_ascii=False))
+                if queue.empty():
+                    await ws.send_str(json.dumps(message, ensure_ascii=False))
+                    continue
+                # Several waiting (the page fell behind, or a burst): one frame for all,
+                # so a busy host writes fewer frames, not more.
+                batch = [message]
+                while not queue.empty() and len(batch) < FRAME_MESSAGES:
+                    batch.append(queue.get_nowait())
+                await ws.send_str(json.dumps(batch, ensure_ascii=False))
 
     async def _events(self) -> None:
-        client = self._client
-        async for event in client.events():
-            self.show(self._presenter.event(event))
-            self._after(event)
+        client, present = self._client, self._presenter.event
+        while True:
+            event: ClientEvent | None = await client.next_event()
+            while event is not None:  # what else is waiting, without a wakeup each
+                self.show(present(event))
+                self._after(event)
+                event = client.poll_event()
 
     def _after(self, event: ClientEvent) -> None:
         if isinstance(event, NickChanged):
@@ -334,7 +346,11 @@ class WebHost:
         if origin != f"{request.scheme}://{request.host}":
             log.warning("web socket refused: origin %r is not %s", origin, request.host)
             raise web.HTTPForbidden(text="only this page may open the chat's socket\n")
-        ws = web.WebSocketResponse(max_msg_size=self.config.max_frame_bytes, heartbeat=30.0)
+        # No compression: chat messages are short, and deflating each one for hundreds of
+        # pages cost the host more than anything else it does for them.
+        ws = web.WebSocketResponse(
+            max_msg_size=self.config.max_frame_bytes, heartbeat=30.0, compress=False
+        )
         await ws.prepare(request)
         session: WebSession | None = None
         try:

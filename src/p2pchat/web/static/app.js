@@ -81,7 +81,11 @@
       } catch {
         return;
       }
-      if (msg && typeof msg === "object") handle(msg);
+      // A frame holds one message, or an array of them when the host had several
+      // waiting for this page.
+      for (const one of Array.isArray(msg) ? msg : [msg]) {
+        if (one && typeof one === "object") handle(one);
+      }
     });
     socket.addEventListener("close", () => {
       if (socket !== ws) return;
