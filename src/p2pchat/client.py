@@ -235,6 +235,13 @@ class ChatClient:
         """The next event if one is waiting, else None."""
         return self._events.poll()
 
+    def on_event(self, sink: Callable[[ClientEvent], None]) -> None:
+        """From now on every event goes to ``sink`` as it happens (those waiting first),
+        instead of to ``next_event``/``events``: for a front end that shows each one at
+        once and never falls behind (the web client's host, with a client per page).
+        ``sink`` must not block; an exception from it is logged."""
+        self._events.deliver_to(sink)
+
     async def events(self) -> AsyncIterator[ClientEvent]:
         while True:
             yield await self._events.get()

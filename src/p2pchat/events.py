@@ -3,7 +3,9 @@ and the queue that holds them until the user takes them."""
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -159,6 +161,13 @@ def event_bytes(event: ClientEvent) -> int:
     return _EVENT_BYTES + held
 
 
+def _give(sink: Callable[[ClientEvent], None], event: ClientEvent) -> None:
+    try:
+        sink(event)
+    except Exception:  # the front end's bug: its client goes on
+        logging.getLogger("p2pchat.client").exception("showing %r failed", event)
+
+
 class EventQueue:
     """Events for the user, in order, counted in events and in bytes.
 
@@ -179,6 +188,7 @@ class EventQueue:
         self._bytes = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._sink: Callable[[ClientEvent], None] | None = None
 
     def __len__(self) -> int:
         return self._queue.qsize()
@@ -192,7 +202,17 @@ class EventQueue:
     def has_room(self) -> bool:
         return self._room.is_set()
 
+    def deliver_to(self, sink: Callable[[ClientEvent], None]) -> None:
+        """From now on every event goes to ``sink`` as it happens, the waiting ones
+        first, instead of waiting in the queue; the queue never fills."""
+        while (event := self.poll()) is not None:
+            _give(sink, event)
+        self._sink = sink
+
     def put(self, event: ClientEvent) -> None:
+        if self._sink is not None:
+            _give(self._sink, event)
+            return
         cost = event_bytes(event)
         self._queue.put_nowait((event, cost))
         self._bytes += cost

@@ -368,3 +368,39 @@ async def test_change_nick_against_a_server_in_its_own_process(
             assert alice.nick == f"alice{i}"
     finally:
         await alice.close()
+
+
+async def test_on_event_hands_each_event_over_as_it_happens_those_waiting_first(
+    server: ChatServer,
+) -> None:
+    alice = await joined(server.port, "alice")
+    bob = await joined(server.port, "bob")
+    try:
+        got: list[object] = []
+        arrived = asyncio.Event()
+
+        def sink(event: object) -> None:
+            got.append(event)
+            if isinstance(event, BroadcastReceived):
+                arrived.set()
+            if isinstance(event, PeerJoined):
+                raise RuntimeError("a front end's bug")  # logged; the client goes on
+
+        async with asyncio.timeout(5):  # bob's join has reached alice, unread
+            while alice.unread_events < 3:
+                await asyncio.sleep(0.01)
+        alice.on_event(sink)
+        # What was waiting came first, in order: registered, the list, bob's join.
+        assert [type(e).__name__ for e in got[:3]] == [
+            "Registered",
+            "ParticipantsListed",
+            "PeerJoined",
+        ]
+        await bob.broadcast("straight through")
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        assert got[-1] == BroadcastReceived("bob", "straight through")
+        assert alice.unread_events == 0 and alice.poll_event() is None
+    finally:
+        await alice.close()
+        await bob.close()

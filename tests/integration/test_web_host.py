@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -387,3 +388,61 @@ async def test_a_storm_of_joins_sends_each_page_the_list_a_few_times_not_once_a_
     assert lists <= took / 0.5 + 2, (lists, took)
     for writer in writers:
         writer.close()
+
+
+@pytest.mark.parametrize("length", [1, 100, 200, 65_000])
+async def test_frames_of_every_length_reach_the_page_whole(web, pages, raw, length) -> None:
+    # The host writes its frames itself: each length form of RFC 6455 (7-bit, 16-bit and
+    # 64-bit lengths, with the JSON around the text), read by aiohttp's own reader.
+    host = await web()
+    carol = await raw("carol:127.0.0.1:5003")
+    page, _ = await joined(pages, host, "alice")
+    text = ("é" * (length // 2))[:length]
+    carol.send(bcast("carol", text))
+    got = await page.line("<carol>")
+    assert got["line"]["body"] == text
+
+
+async def test_a_page_that_never_reads_is_cut_off_and_may_come_back(start_server) -> None:
+    """A raw WebSocket that joins, then reads nothing while the chat floods it: past
+    what the host holds for a page it is closed, and its session waits for it."""
+    server = await start_server(flood_rate=0, flood_rate_bytes=0)
+    host = WebHost("127.0.0.1", server.port, config=WebConfig(max_buffered_bytes=64 * 1024))
+    await host.start("127.0.0.1", 0)
+    port = host.address[1]
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # it takes in little
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n\r\n"
+            ).encode()
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        payload = json.dumps({"type": "join", "nick": "sleepy"}).encode()
+        mask = b"\x01\x02\x03\x04"
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        writer.write(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+        writer.transport.pause_reading()  # from now on it reads nothing
+        async with asyncio.timeout(TIMEOUT):
+            while not host.sessions:
+                await asyncio.sleep(0.01)
+        [session] = host.sessions.values()
+        _, flooder = await asyncio.open_connection("127.0.0.1", server.port)
+        flooder.write(register("flood:127.0.0.1:5009"))
+        chunk = bcast("flood", "x" * 4000) * 20
+        async with asyncio.timeout(TIMEOUT):
+            while session._ws is not None:
+                flooder.write(chunk)
+                await flooder.drain()
+                await asyncio.sleep(0)
+        assert not session.ended and host.sessions  # it waits for the page to come back
+        flooder.close()
+    finally:
+        writer.close()
+        await host.close()

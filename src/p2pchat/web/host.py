@@ -50,7 +50,6 @@ log = logging.getLogger("p2pchat.web")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_MAX_SESSIONS = 200
 GRACE = 120.0
-FRAME_MESSAGES = 200  # messages in one frame at most
 LIST_INTERVAL = 0.5  # seconds between two participant lists sent to one page, at least
 
 # No inline script or style, nothing from elsewhere: a message that got into the page
@@ -75,9 +74,9 @@ class WebConfig:
     grace: float = GRACE  # seconds a session outlives its page
     history: int = HISTORY_LINES  # lines kept of each conversation
     max_frame_bytes: int = 256 * 1024  # a larger frame from a page closes its socket
-    # Messages waiting for a page that does not read; past it the page is cut off, and
+    # Bytes waiting for a page that does not read; past it the page is cut off, and
     # gets the history again when it comes back.
-    max_queued: int = 5_000
+    max_buffered_bytes: int = 4 << 20
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -96,9 +95,7 @@ class WebSession:
         self.view = WebView(host.config.history)
         self._current: Conversation = GROUP
         self._ws: web.WebSocketResponse | None = None
-        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
-        self._pump: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None  # the open page's connection
         self._expiry: asyncio.TimerHandle | None = None
         self._list_timer: asyncio.TimerHandle | None = None
         self._list_sent = 0.0  # time.monotonic() when the page was last sent the list
@@ -134,38 +131,35 @@ class WebSession:
     # -- the page --------------------------------------------------------------------
 
     def start(self) -> None:
-        self._pump = asyncio.create_task(self._events(), name=f"p2pchat-web-{self.token[:6]}")
+        # Each event is shown as it happens, in the client's own reading of it: no
+        # queue and no task of its own per page.
+        self._client.on_event(self._on_event)
 
-    def attach(self, ws: web.WebSocketResponse) -> None:
+    def _on_event(self, event: ClientEvent) -> None:
+        self.show(self._presenter.event(event))
+        self._after(event)
+
+    def attach(self, ws: web.WebSocketResponse, transport: asyncio.Transport) -> None:
         """``ws`` is this session's page from now on: a page it had is told it was
         replaced; the new one gets everything again (``welcome``), then what follows."""
         old = self._ws
         if old is not None:
-            self._detach_writer()
             self._host.spawn(_replaced(old))
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None
-        self._ws = ws
-        self._queue = asyncio.Queue()
+        self._ws, self._transport = ws, transport
         client = self._client
-        self._queue.put_nowait(
+        self._send(
             self.view.welcome(self.token, client.nick, self._host.server, client.participants)
         )
-        self._writer = asyncio.create_task(self._write(ws))
 
     def detach(self, ws: web.WebSocketResponse) -> None:
         """``ws`` closed: the session waits ``grace`` seconds for its page to come back."""
         if self._ws is not ws or self.ended:
             return
-        self._ws = None
-        self._detach_writer()
+        self._ws = self._transport = None
         self._expiry = asyncio.get_running_loop().call_later(self._host.config.grace, self._expire)
-
-    def _detach_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            self._writer = None
 
     def _expire(self) -> None:
         self._expiry = None
@@ -173,41 +167,21 @@ class WebSession:
         self._host.spawn(self.end("your page did not come back in time"))
 
     def _send(self, message: dict[str, Any]) -> None:
-        """To the page if one is open (the history keeps the lines for one that comes)."""
-        if self._ws is None:
+        """To the page at once, if one is open (the history keeps the lines for one
+        that comes back)."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return
-        if self._queue.qsize() >= self._host.config.max_queued:
+        # One text frame, written here: aiohttp's own send is a coroutine, and awaiting
+        # one per message and per page cost the host more than the chat (web_load.py).
+        transport.write(text_frame(json.dumps(message, ensure_ascii=False).encode()))
+        if transport.get_write_buffer_size() > self._host.config.max_buffered_bytes:
             # It does not read: cut it off, and let it come back for the history.
             log.warning("web page of %s is not reading: closing it", self._client.nick)
             ws = self._ws
+            assert ws is not None
             self.detach(ws)
-            self._host.spawn(ws.close(code=1008, message=b"not reading"))
-            return
-        self._queue.put_nowait(message)
-
-    async def _write(self, ws: web.WebSocketResponse) -> None:
-        queue = self._queue
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            while True:
-                message = await queue.get()
-                if queue.empty():
-                    await ws.send_str(json.dumps(message, ensure_ascii=False))
-                    continue
-                # Several waiting (the page fell behind, or a burst): one frame for all,
-                # so a busy host writes fewer frames, not more.
-                batch = [message]
-                while not queue.empty() and len(batch) < FRAME_MESSAGES:
-                    batch.append(queue.get_nowait())
-                await ws.send_str(json.dumps(batch, ensure_ascii=False))
-
-    async def _events(self) -> None:
-        client, present = self._client, self._presenter.event
-        while True:
-            event: ClientEvent | None = await client.next_event()
-            while event is not None:  # what else is waiting, without a wakeup each
-                self.show(present(event))
-                self._after(event)
-                event = client.poll_event()
+            transport.abort()
 
     def _after(self, event: ClientEvent) -> None:
         if isinstance(event, NickChanged):
@@ -253,11 +227,8 @@ class WebSession:
             self._expiry.cancel()
         if self._list_timer is not None:
             self._list_timer.cancel()
-        if self._pump is not None:
-            self._pump.cancel()
         ws = self._ws
-        self._ws = None
-        self._detach_writer()
+        self._ws = self._transport = None
         await self._client.close()  # first: the others see the leave without waiting for a page
         if ws is not None:
             with contextlib.suppress(ConnectionError, RuntimeError):
@@ -362,7 +333,10 @@ class WebHost:
                     await ws.send_str(json.dumps({"type": "refused", "reason": "bad message"}))
                     continue
                 if session is None or session.ended:
-                    session = await self._greet(ws, message)
+                    transport = request.transport
+                    if transport is None:
+                        break
+                    session = await self._greet(ws, message, transport)
                 elif message.get("type") == "input":
                     tab, text = message.get("tab"), message.get("text")
                     if isinstance(tab, str) and isinstance(text, str):
@@ -372,21 +346,25 @@ class WebHost:
                 session.detach(ws)
         return ws
 
-    async def _greet(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> WebSession | None:
+    async def _greet(
+        self, ws: web.WebSocketResponse, message: dict[str, Any], transport: asyncio.Transport
+    ) -> WebSession | None:
         kind = message.get("type")
         if kind == "resume":
             session = self.sessions.get(str(message.get("token")))
             if session is None or session.ended:
                 await ws.send_str(json.dumps({"type": "expired"}))
                 return None
-            session.attach(ws)
+            session.attach(ws, transport)
             return session
         if kind == "join":
-            return await self._join(ws, message.get("nick"))
+            return await self._join(ws, message.get("nick"), transport)
         await ws.send_str(json.dumps({"type": "refused", "reason": "join first"}))
         return None
 
-    async def _join(self, ws: web.WebSocketResponse, nick: object) -> WebSession | None:
+    async def _join(
+        self, ws: web.WebSocketResponse, nick: object, transport: asyncio.Transport
+    ) -> WebSession | None:
         async def refuse(reason: str) -> None:
             await ws.send_str(json.dumps({"type": "refused", "reason": reason}))
 
@@ -416,7 +394,7 @@ class WebHost:
         session = WebSession(self, client, token)
         self.sessions[token] = session
         log.info("web session joined as %s", client.nick)
-        session.attach(ws)
+        session.attach(ws, transport)
         session.start()
         return session
 
@@ -440,6 +418,16 @@ async def serve_web(
     wildcard = host in ("", "0.0.0.0", "::")
     shown = (_net.lan_ipv4() or "127.0.0.1") if wildcard else host
     return web_host, f"http://{_net.format_host_port(shown, port)}/"
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A WebSocket text frame from the server (RFC 6455 5.2: final, unmasked)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 def _parse(data: str) -> dict[str, Any] | None:
