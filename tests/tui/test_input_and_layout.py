@@ -325,3 +325,28 @@ async def test_on_a_narrow_screen_the_list_hides_once_someone_is_chosen(
         await until(pilot, lambda: sidebar.display)
         await pilot.resize_terminal(60, 24)
         await until(pilot, lambda: not sidebar.display)
+
+
+async def test_hosting_with_the_web_client_names_its_address_in_the_status_line(
+    server: ChatServer,
+) -> None:
+    client = await joined(server.port, "alice")
+    hosting = f"127.0.0.1:{server.port}"
+    app = ChatApp(
+        client,
+        server=hosting,
+        hosting=hosting,
+        join=f"p2pchat --server {hosting}",
+        web="http://127.0.0.1:8080/",
+    )
+    try:
+        async with app.run_test(size=(200, 30)) as pilot:
+            await until(
+                pilot,
+                lambda: (
+                    f"others join with: p2pchat --server {hosting} or http://127.0.0.1:8080/"
+                    in str(app.query_one(StatusBar).render())
+                ),
+            )
+    finally:
+        await client.close()
