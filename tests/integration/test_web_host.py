@@ -446,3 +446,17 @@ async def test_a_page_that_never_reads_is_cut_off_and_may_come_back(start_server
     finally:
         writer.close()
         await host.close()
+
+
+async def test_nick_renames_the_session_and_the_others_see_it(web, pages, raw) -> None:
+    host = await web()
+    carol = await raw("carol:127.0.0.1:5003")
+    page, _ = await joined(pages, host, "alice")
+    assert (await carol.recv()).startswith(b"UPDATE:JOIN:alice:")
+    await page.send(type="input", tab="group", text="/nick alicia")
+    assert (await page.until("nick")) == {"type": "nick", "nick": "alicia"}
+    assert (await carol.recv()).startswith(b"UPDATE:LEAVE:alice:")
+    assert (await carol.recv()).startswith(b"UPDATE:JOIN:alicia:")
+    await listing(page, ["alicia", "carol"])
+    carol.send(bcast("carol", "hi alicia"))
+    assert (await page.line("hi alicia"))["line"]["mention"] is True
