@@ -980,7 +980,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         help="with --cluster: run N server processes sharing --port (SO_REUSEPORT), each a "
-        "node of the chat; worker I (from 0) serves --metrics on its PORT+I",
+        "node of the chat; worker I (from 0) serves --metrics and --web on their PORT+I",
     )
     # A process started by --workers: bind with SO_REUSEPORT, report to the parent.
     p.add_argument("--worker", metavar="I", type=int, default=None, help=argparse.SUPPRESS)
@@ -1097,6 +1097,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if last > 65535:
             parser.error(
                 f"--metrics port {args.metrics[1]} leaves no room for {args.workers} workers "
+                "(worker I serves PORT+I)"
+            )
+        web_port = _net.parse_host_port(args.web, 8080)[1] if args.web else 0
+        if web_port and web_port + args.workers - 1 > 65535:
+            parser.error(
+                f"--web port {web_port} leaves no room for {args.workers} workers "
                 "(worker I serves PORT+I)"
             )
     where = "" if args.worker is None else f" [worker {args.worker} pid {os.getpid()}]"

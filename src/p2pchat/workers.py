@@ -36,7 +36,7 @@ READY_TIMEOUT = 30.0  # for a worker to listen (it loads the chat's list first)
 STOP_TIMEOUT = 15.0  # for the workers to shut down once told to, before SIGKILL
 READY = b"ready\n"
 # Options the parent does not pass on, or sets itself.
-_NOT_PASSED = {"help", "workers", "worker", "port", "metrics"}
+_NOT_PASSED = {"help", "workers", "worker", "port", "metrics", "web"}
 
 
 def metrics_address(metrics: tuple[str, int] | None, index: int) -> tuple[str, int] | None:
@@ -48,6 +48,15 @@ def metrics_address(metrics: tuple[str, int] | None, index: int) -> tuple[str, i
     return host, port + index if port else 0
 
 
+def web_address(web: str | None, index: int) -> str | None:
+    """Worker ``index`` (from 0) serves the web client on PORT+index, as its metrics;
+    port 0 stays 0."""
+    if web is None:
+        return None
+    host, port = _net.parse_host_port(web, 8080)
+    return _net.format_host_port(host, port + index if port else 0)
+
+
 def worker_argv(
     parser: argparse.ArgumentParser, args: argparse.Namespace, index: int, port: int
 ) -> list[str]:
@@ -56,6 +65,9 @@ def worker_argv(
     metrics = metrics_address(args.metrics, index)
     if metrics is not None:
         argv += ["--metrics", _net.format_host_port(*metrics)]
+    web = web_address(args.web, index)
+    if web is not None:
+        argv += ["--web", web]
     for action in parser._actions:
         if action.dest in _NOT_PASSED or not action.option_strings:
             continue

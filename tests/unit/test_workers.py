@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from p2pchat.server import build_parser, main
-from p2pchat.workers import metrics_address, worker_argv
+from p2pchat.workers import metrics_address, web_address, worker_argv
 
 URL = "redis://127.0.0.1:6379"
 
@@ -38,6 +38,17 @@ def test_worker_i_serves_its_metrics_on_port_plus_i() -> None:
     assert child.metrics == ("::1", 9101)
 
 
+def test_worker_i_serves_the_web_client_on_port_plus_i() -> None:
+    # Each worker is a host of its own: two on one port would not start.
+    assert web_address(None, 1) is None
+    assert web_address("0.0.0.0:8080", 2) == "0.0.0.0:8082"
+    assert web_address("[::1]:0", 3) == "[::1]:0"
+    parser = build_parser()
+    args = parser.parse_args(["--cluster", URL, "--workers", "2", "--web", "127.0.0.1:8080"])
+    child = parser.parse_args(worker_argv(parser, args, 1, 7777))
+    assert child.web == "127.0.0.1:8081"
+
+
 @pytest.mark.parametrize(
     ("argv", "reason"),
     [
@@ -46,6 +57,10 @@ def test_worker_i_serves_its_metrics_on_port_plus_i() -> None:
         (
             ["--cluster", URL, "--workers", "3", "--metrics", "127.0.0.1:65534"],
             "--metrics port 65534 leaves no room for 3 workers",
+        ),
+        (
+            ["--cluster", URL, "--workers", "3", "--web", "127.0.0.1:65535"],
+            "--web port 65535 leaves no room for 3 workers",
         ),
     ],
 )
