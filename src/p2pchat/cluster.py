@@ -873,9 +873,11 @@ class RedisSequencer:
             if why == b"r":
                 # Claimed again after Redis lost the keys: news only where it is not listed.
                 if not self._listed(participant):
+                    self._make_room(participant)
                     self.core.apply(JoinEvent(participant))
                 return
             join = self._origins.pop(fields[b"s"], None) if mine else None
+            self._make_room(participant)
             if join is not None:
                 self.core.apply(join)
             else:
@@ -899,6 +901,26 @@ class RedisSequencer:
                 self.core.apply(LeaveEvent(participant))
         else:
             log.warning("unknown entry in %s: %r", self.log_key, fields)
+
+    def _make_room(self, participant: Participant) -> None:
+        """A join in the stream holds its nickname and address in Redis: whoever has
+        either on this node's list is stale (its claim was lost with Redis's keys, or
+        its node's leave is yet to come), and leaves first; one of this node's own is
+        told why and closed."""
+        registry = self.core.registry
+        for holder in (
+            registry.holder(participant.key),
+            registry.holder_at(participant.udp_address),
+        ):
+            stale = registry.get(holder) if holder is not None else None
+            if stale is None:
+                continue
+            if isinstance(holder, Remote):
+                self.core.apply(LeaveEvent(stale))
+            else:
+                log.warning("%s lost its claim to a join through another node", stale.nick)
+                self.stats.dropped += 1
+                self.core.apply(LeaveEvent(stale, DROPPED))
 
     def _listed(self, participant: Participant) -> bool:
         """``participant`` (the same nickname, IP and port) is on the list here."""

@@ -84,6 +84,10 @@ class Registry(Generic[C]):
         """Who holds the participant with this nickname key, if anyone."""
         return self._by_key.get(key)
 
+    def holder_at(self, address: tuple[str, int]) -> C | None:
+        """Who holds the participant registered at this UDP address, if anyone."""
+        return self._by_address.get(address)
+
     def check(self, conn: C, participant: Participant) -> None:
         """Raises RegistrationRefused when ``register`` would."""
         if conn in self._by_conn:

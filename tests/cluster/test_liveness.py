@@ -388,3 +388,26 @@ async def test_an_entry_no_node_wrote_is_skipped_and_the_chat_goes_on(
     alice.send(bcast("alice", "after the damage"))
     await bob.expect(bcast("alice", "after the damage"))
     await bob.expect_nothing(0.2)
+
+
+async def test_a_nickname_taken_while_redis_was_empty_is_dropped_where_it_was_held(
+    redis_server, nodes, clients
+) -> None:
+    """Redis restarted empty; before node a notices (its heartbeat is slow here), a new
+    node that loaded the empty list registers alice too. a cannot claim its alice
+    again: it is told why and closed, and every list ends up with the new one."""
+    a, a_cluster = await nodes(node_timeout=10.0)  # a heartbeat every 2 s
+    old_alice = await joined(a.port, clients, ALICE)
+    redis_server.restart_empty()
+    c, _ = await nodes(node_timeout=10.0)
+    new_alice = await joined(c.port, clients, "alice:127.0.0.1:5011")
+    await old_alice.expect(error(DROPPED), timeout=10)
+    await old_alice.expect_closed()
+    assert a_cluster.sequencer is not None and a_cluster.sequencer.stats.dropped == 1
+    await until(
+        lambda: a.registry.participants() == c.registry.participants(),
+        5,
+        "one list",
+    )
+    assert [(p.nick, p.udp_port) for p in a.registry.participants()] == [("alice", 5011)]
+    await new_alice.expect_nothing(0.2)
