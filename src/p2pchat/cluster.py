@@ -443,7 +443,14 @@ class RedisSequencer:
         self.last_id = "0-0"  # the last stream entry applied here
         self.epoch = b""  # which life of the chat's keys this node knows
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
-        self._retry: list[LeaveEvent] = []  # leaves that could not be written yet
+        # Leaves and purges that could not be written yet: tried again until they are.
+        self._retry: list[LeaveEvent | _Purge] = []
+        # Participants whose leave was submitted here and not yet applied: gone, though
+        # still listed, and never to be claimed again.
+        self._leaving: set[Participant] = set()
+        # Held while a batch is on its way, and while the list is loaded again: a batch
+        # written meanwhile could fall before the loaded position, and never be read.
+        self._sending = asyncio.Lock()
         # Joins submitted here and not yet applied, by their submission number.
         self._origins: dict[bytes, JoinEvent[Any]] = {}
         self._submissions = 0
@@ -483,6 +490,8 @@ class RedisSequencer:
         if self._queue.qsize() >= self.queue_max and not isinstance(event, LeaveEvent):
             self._refuse(event, UNAVAILABLE)  # leaves always wait: claims must go
             return
+        if isinstance(event, LeaveEvent):
+            self._leaving.add(event.participant)
         # One writer, in submission order: this server's events keep their order.
         self._queue.put_nowait(event)
 
@@ -650,7 +659,7 @@ class RedisSequencer:
             self._refuse(join, UNAVAILABLE)
         self._origins.clear()
         for holder, participant in self.core.registry.items():
-            if not isinstance(holder, Remote):
+            if not isinstance(holder, Remote) and participant not in self._leaving:
                 self._queue.put_nowait(_Reclaim(participant))
         if self._purge_timer is not None:
             self._purge_timer.cancel()
@@ -683,7 +692,8 @@ class RedisSequencer:
             while len(batch) < BATCH_MAX and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
-                await self._send(batch)
+                async with self._sending:
+                    await self._send(batch)
                 self._set_reachable(True)
             except _UNREACHABLE as error:
                 self._set_reachable(False, error)
@@ -700,7 +710,8 @@ class RedisSequencer:
     async def _retry_leaves(self) -> None:
         while self._retry:
             try:
-                await self._send(self._retry[:1])
+                async with self._sending:
+                    await self._send(self._retry[:1])
             except _UNREACHABLE:
                 return
             del self._retry[0]
@@ -711,9 +722,13 @@ class RedisSequencer:
         if isinstance(event, LeaveEvent):
             self._retry.append(event)  # the claims must go, or the nickname stays taken
             return
-        if isinstance(event, _Reclaim | _Purge):
-            # Tried again by the next heartbeat that finds the keys lost, if they are.
-            log.warning("could not claim or purge %s: Redis unreachable", event.participant.nick)
+        if isinstance(event, _Purge):
+            self._retry.append(event)  # else its participant may stay listed elsewhere
+            return
+        if isinstance(event, _Reclaim):
+            # Not claimed again: the others will purge it, so it leaves here too.
+            log.warning("could not claim %s again: Redis unreachable", event.participant.nick)
+            self._drop(event.participant)
             return
         if isinstance(event, JoinEvent):
             for number, join in list(self._origins.items()):
@@ -768,9 +783,7 @@ class RedisSequencer:
                     self._refuse(event, reason)
             elif isinstance(event, LeaveEvent):
                 if not answer:
-                    log.debug(
-                        "leave of %s: its claim is not held by this node", event.participant.nick
-                    )
+                    self._unclaimed_leave(event.participant)
             elif isinstance(event, _Reclaim):
                 if answer:
                     self.stats.reclaimed += 1
@@ -779,6 +792,17 @@ class RedisSequencer:
                     # (elsewhere it was, or is, by the others' purge).
                     log.warning("could not claim %s again: taken", event.participant.nick)
                     self._drop(event.participant)
+
+    def _unclaimed_leave(self, participant: Participant) -> None:
+        """A leave found its claim gone (Redis lost the keys, or this node was swept): no
+        entry says it left, so it leaves here at once, and the others hear of it by a
+        purge (which does nothing if the nickname is held again meanwhile)."""
+        log.info("leave of %s: its claim is no longer this node's", participant.nick)
+        self._leaving.discard(participant)
+        holder = self.core.registry.holder(participant.key)
+        if holder is not None and self.core.registry.get(holder) == participant:
+            self.core.apply(LeaveEvent(participant))
+        self._queue.put_nowait(_Purge(participant))
 
     def _drop(self, participant: Participant) -> None:
         holder = self.core.registry.holder(participant.key)
@@ -834,20 +858,26 @@ class RedisSequencer:
         stayed away): its participants were dropped by the others, so they are dropped
         here too, and the list is loaded again as a starting node loads it."""
         self.stats.reloads += 1
-        for join in list(self._origins.values()):
-            self._refuse(join, UNAVAILABLE)
-        self._origins.clear()
         for holder, participant in list(self.core.registry.items()):
             if isinstance(holder, Remote):
                 self.core.apply(LeaveEvent(participant))
             else:
                 self.stats.dropped += 1
                 self.core.apply(LeaveEvent(participant, DROPPED))
-                self.submit(LeaveEvent(participant))  # its claim, if it is held here
-        joins = await self._load_list(self._reader_load)
+        async with self._sending:  # no batch of this node's falls before the position
+            joins = await self._load_list(self._reader_load)
+            # Joins sent before the load have their entries behind its position: they
+            # are never read, so their connections are refused.
+            for join in list(self._origins.values()):
+                self._refuse(join, UNAVAILABLE)
+            self._origins.clear()
         self._reload = False
-        for _, nick, ip, port, _node in joins:
-            self.core.apply(JoinEvent(Participant(nick, ip, int(port))))
+        for _, nick, ip, port, node in joins:
+            participant = Participant(nick, ip, int(port))
+            self.core.apply(JoinEvent(participant))
+            if node == self.node_id:
+                # Claimed for one of its own who is gone from here: its leave frees it.
+                self.submit(LeaveEvent(participant))
 
     def _apply(self, entry: list[bytes]) -> None:
         """One stream entry, its fields and values in turn; a broadcast's are
@@ -886,6 +916,7 @@ class RedisSequencer:
                     # Written although refused here (its answer was lost): it leaves.
                     self.submit(LeaveEvent(participant))
         elif kind == b"l":
+            self._leaving.discard(participant)
             if why == b"d":
                 # Its node was declared dead: if that is this node, it is still connected
                 # here, and is told why it is dropped.

@@ -411,3 +411,25 @@ async def test_a_nickname_taken_while_redis_was_empty_is_dropped_where_it_was_he
     )
     assert [(p.nick, p.udp_port) for p in a.registry.participants()] == [("alice", 5011)]
     await new_alice.expect_nothing(0.2)
+
+
+async def test_a_leave_while_redis_restarts_empty_frees_the_nickname_for_good(
+    redis_server, nodes, clients
+) -> None:
+    """alice leaves while Redis is down; it comes back empty. Her leave finds no claim
+    to release, and she must not be claimed again as if still here: bob sees her
+    leave, and her nickname is free."""
+    a, _ = await nodes()
+    b, _ = await nodes()
+    alice = await joined(a.port, clients, ALICE)
+    bob = await joined(b.port, clients, BOB, ALICE)
+    await alice.expect(join(BOB))
+    redis_server.stop()
+    await alice.close()
+    await until(lambda: not a._members, 5, "a has seen alice's connection end")
+    redis_server.restart_empty()
+    await bob.expect(leave(ALICE), timeout=10)
+    again = await joined(b.port, clients, ALICE, BOB)
+    await bob.expect(join(ALICE))
+    again.send(bcast("alice", "back"))
+    await bob.expect(bcast("alice", "back"))
