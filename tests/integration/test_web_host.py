@@ -460,3 +460,45 @@ async def test_nick_renames_the_session_and_the_others_see_it(web, pages, raw) -
     await listing(page, ["alicia", "carol"])
     carol.send(bcast("carol", "hi alicia"))
     assert (await page.line("hi alicia"))["line"]["mention"] is True
+
+
+async def test_a_socket_that_never_joins_is_closed(web, pages, monkeypatch) -> None:
+    monkeypatch.setattr("p2pchat.web.host.JOIN_WAIT", 0.2)
+    host = await web()
+    page = await pages(host)
+    await page.closed(timeout=3)
+    assert page.ws.close_code == 1008
+
+
+async def test_a_socket_refused_again_and_again_is_closed(web, pages, raw) -> None:
+    host = await web()
+    await raw("alice:127.0.0.1:5001")
+    page = await pages(host)
+    for _ in range(20):
+        await page.send(type="join", nick="alice")
+        await page.until("refused")
+    await page.send(type="join", nick="alice")
+    await page.closed()
+    assert page.ws.close_code == 1008
+
+
+async def test_past_its_sockets_the_host_answers_503(web, pages) -> None:
+    host = await web(max_sockets=2)
+    held = [await pages(host), await pages(host)]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await pages(host)
+    assert refused.value.status == 503
+    await held[0].ws.close()
+    await held[1].send(type="join", nick="alice")  # a socket that closed makes room
+    await held[1].until("welcome")
+    third = await pages(host)
+    await third.ws.close()
+
+
+async def test_json_nested_too_deep_is_a_bad_message_not_a_crash(web, pages) -> None:
+    host = await web()
+    page = await pages(host)
+    await page.ws.send_str("[" * 100_000)
+    assert (await page.until("refused"))["reason"] == "bad message"
+    await page.send(type="join", nick="alice")
+    await page.until("welcome")

@@ -69,3 +69,23 @@ def test_welcome_holds_the_list_and_every_tab() -> None:
     assert welcome["type"] == "welcome" and welcome["token"] == "t0ken"
     assert welcome["participants"] == [{"nick": "carol", "ip": "192.0.2.3", "udp_port": 5003}]
     assert welcome["tabs"][0]["lines"][0]["kind"] == "joined"
+
+
+def test_a_conversation_keeps_at_most_its_characters_and_always_the_newest_line() -> None:
+    view, presenter = WebView(history_chars=1000), Presenter("alice")
+    for i in range(10):
+        view.report(presenter.event(BroadcastReceived("bob", f"{i}" * 200)), GROUP, NOW)
+    lines = view.tabs()[0]["lines"]
+    assert sum(len(x["text"]) + len(x["body"]) for x in lines) <= 1000
+    assert lines[-1]["body"] == "9" * 200
+    view.report(presenter.event(BroadcastReceived("bob", "x" * 5000)), GROUP, NOW)
+    assert [x["body"] for x in view.tabs()[0]["lines"]] == ["x" * 5000]
+
+
+def test_past_its_direct_chats_the_one_quiet_the_longest_is_forgotten() -> None:
+    view, presenter = WebView(direct_tabs=3), Presenter("alice")
+    for nick in ("p1", "p2", "p3"):
+        view.report(presenter.event(ChatReceived(nick, "hi")), GROUP, NOW)
+    view.report(presenter.event(ChatReceived("p1", "again")), GROUP, NOW)  # p2 now quietest
+    view.report(presenter.event(ChatReceived("p4", "hi")), GROUP, NOW)
+    assert [t["tab"] for t in view.tabs()] == ["group", "d:p3", "d:p1", "d:p4"]

@@ -50,6 +50,8 @@ log = logging.getLogger("p2pchat.web")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_MAX_SESSIONS = 200
 GRACE = 120.0
+JOIN_WAIT = 30.0  # seconds a socket may stay open without a session
+MAX_TRIES = 20  # joins and resumes one socket may try
 LIST_INTERVAL = 0.5  # seconds between two participant lists sent to one page, at least
 
 # No inline script or style, nothing from elsewhere: a message that got into the page
@@ -77,6 +79,8 @@ class WebConfig:
     # Bytes waiting for a page that does not read; past it the page is cut off, and
     # gets the history again when it comes back.
     max_buffered_bytes: int = 4 << 20
+    # WebSockets open at once, joined or not (each a file descriptor).
+    max_sockets: int = 1000
 
     def __post_init__(self) -> None:
         if self.max_sessions < 1:
@@ -99,6 +103,7 @@ class WebSession:
         self._expiry: asyncio.TimerHandle | None = None
         self._list_timer: asyncio.TimerHandle | None = None
         self._list_sent = 0.0  # time.monotonic() when the page was last sent the list
+        self._allowance = 0  # bytes of the last welcome, waiting beyond the limit
         self.ended = False
 
     # -- commands.Session ------------------------------------------------------------
@@ -164,7 +169,12 @@ class WebSession:
     def _expire(self) -> None:
         self._expiry = None
         log.info("web session of %s ended: its page did not come back", self._client.nick)
+        self._host.forget(self)  # at once: a page resuming now finds it gone
         self._host.spawn(self.end("your page did not come back in time"))
+
+    def page_is(self, ws: web.WebSocketResponse) -> bool:
+        """Whether ``ws`` is this session's page (not one it was taken from)."""
+        return self._ws is ws
 
     def _send(self, message: dict[str, Any]) -> None:
         """To the page at once, if one is open (the history keeps the lines for one
@@ -174,8 +184,12 @@ class WebSession:
             return
         # One text frame, written here: aiohttp's own send is a coroutine, and awaiting
         # one per message and per page cost the host more than the chat (web_load.py).
-        transport.write(text_frame(json.dumps(message, ensure_ascii=False).encode()))
-        if transport.get_write_buffer_size() > self._host.config.max_buffered_bytes:
+        frame = text_frame(json.dumps(message, ensure_ascii=False).encode())
+        if message["type"] == "welcome":
+            self._allowance = len(frame)  # a long history is no sign of a page not reading
+        transport.write(frame)
+        limit = self._host.config.max_buffered_bytes + self._allowance
+        if transport.get_write_buffer_size() > limit:
             # It does not read: cut it off, and let it come back for the history.
             log.warning("web page of %s is not reading: closing it", self._client.nick)
             ws = self._ws
@@ -264,6 +278,8 @@ class WebHost:
         self.config = config or WebConfig()
         self.sessions: dict[str, WebSession] = {}
         self._joining = 0
+        self._sockets = 0  # WebSockets open, joined or not
+        self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._address: tuple[str, int] | None = None
@@ -289,8 +305,11 @@ class WebHost:
         return self._address
 
     async def close(self, reason: str = "the chat's host is shutting down") -> None:
-        for session in list(self.sessions.values()):
-            await session.end(reason)
+        self._closing = True  # a join finishing now leaves at once
+        ending = [session.end(reason) for session in list(self.sessions.values())]
+        if ending:
+            # A page that does not answer the close must not hold the others up.
+            await asyncio.wait([asyncio.ensure_future(e) for e in ending], timeout=5.0)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -322,26 +341,42 @@ class WebHost:
         ws = web.WebSocketResponse(
             max_msg_size=self.config.max_frame_bytes, heartbeat=30.0, compress=False
         )
-        await ws.prepare(request)
+        if self._closing or self._sockets >= self.config.max_sockets:
+            # Sockets cost a file descriptor each, and share them with the chat.
+            raise web.HTTPServiceUnavailable(text="the chat's web page is full; try later\n")
+        self._sockets += 1  # before the handshake: counted from the first await on
         session: WebSession | None = None
+        tries = 0
         try:
-            async for frame in ws:
+            await ws.prepare(request)
+            while True:
+                # A socket that has not joined within JOIN_WAIT, or keeps being refused,
+                # is closed: it holds a descriptor and costs the chat a try each time.
+                wait = None if session is not None and not session.ended else JOIN_WAIT
+                try:
+                    frame = await ws.receive(timeout=wait)
+                except TimeoutError:
+                    await ws.close(code=1008, message=b"join first")
+                    break
                 if frame.type != WSMsgType.TEXT:
-                    break  # an error, or a binary frame the page never sends
+                    break  # closed, an error, or a binary frame the page never sends
                 message = _parse(frame.data)
                 if message is None:
                     await ws.send_str(json.dumps({"type": "refused", "reason": "bad message"}))
                     continue
                 if session is None or session.ended:
+                    tries += 1
                     transport = request.transport
-                    if transport is None:
+                    if transport is None or tries > MAX_TRIES:
+                        await ws.close(code=1008, message=b"too many tries")
                         break
                     session = await self._greet(ws, message, transport)
-                elif message.get("type") == "input":
+                elif message.get("type") == "input" and session.page_is(ws):
                     tab, text = message.get("tab"), message.get("text")
                     if isinstance(tab, str) and isinstance(text, str):
                         await session.run(tab, text)
         finally:
+            self._sockets -= 1
             if session is not None:
                 session.detach(ws)
         return ws
@@ -390,6 +425,10 @@ class WebHost:
             return None
         finally:
             self._joining -= 1
+        if self._closing:
+            await client.close()
+            await refuse("the chat's host is shutting down")
+            return None
         token = secrets.token_urlsafe(24)
         session = WebSession(self, client, token)
         self.sessions[token] = session
@@ -433,7 +472,7 @@ def text_frame(payload: bytes) -> bytes:
 def _parse(data: str) -> dict[str, Any] | None:
     try:
         message = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." a frame deep
         return None
     return message if isinstance(message, dict) else None
 

@@ -19,6 +19,8 @@ from ..protocol import Participant
 
 GROUP_TAB = "group"
 HISTORY_LINES = 500
+HISTORY_CHARS = 256 * 1024
+DIRECT_TABS = 20
 
 
 def tab_of(chat: Conversation) -> str:
@@ -53,7 +55,17 @@ def participants_message(participants: Iterable[Participant], me: str) -> dict[s
 @dataclass(slots=True)
 class _Tab:
     title: str
-    lines: deque[dict[str, Any]]
+    lines: deque[dict[str, Any]] = field(default_factory=deque)
+    size: int = 0  # characters of text kept, about its bytes
+
+    def keep(self, record: dict[str, Any], most: int, most_chars: int) -> None:
+        """Keeps ``record``, then forgets the oldest lines past ``most`` lines or
+        ``most_chars`` characters (the newest is always kept)."""
+        self.lines.append(record)
+        self.size += len(record["text"]) + len(record["body"])
+        while len(self.lines) > 1 and (len(self.lines) > most or self.size > most_chars):
+            old = self.lines.popleft()
+            self.size -= len(old["text"]) + len(old["body"])
 
 
 @dataclass(slots=True)
@@ -62,6 +74,11 @@ class WebView:
     direct chat in the order it first had a line, each with its last ``history`` lines."""
 
     history: int = HISTORY_LINES
+    # What one session may hold, whatever others send it: a conversation's lines are
+    # also at most this many characters (the largest broadcast is 64 KiB), and past
+    # this many direct chats the one quiet the longest is forgotten.
+    history_chars: int = HISTORY_CHARS
+    direct_tabs: int = DIRECT_TABS
     _tabs: dict[str, _Tab] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,9 +88,13 @@ class WebView:
         tab = tab_of(chat)
         found = self._tabs.get(tab)
         if found is None:
-            found = self._tabs[tab] = _Tab(title_of(chat), deque(maxlen=self.history))
+            if isinstance(chat, Direct) and len(self._tabs) > self.direct_tabs:
+                quiet = next(t for t in self._tabs if t != GROUP_TAB)
+                del self._tabs[quiet]
+            found = self._tabs[tab] = _Tab(title_of(chat))
         elif isinstance(chat, Direct):
             found.title = chat.nick  # the peer's nickname as last written
+            self._tabs[tab] = self._tabs.pop(tab)  # the most recently active last
         return tab, found
 
     def report(self, report: Report, current: Conversation, now: float) -> list[dict[str, Any]]:
@@ -83,7 +104,7 @@ class WebView:
         for line in report.lines:
             tab, kept = self._tab(line.conversation or current)
             record = line_record(line, now)
-            kept.lines.append(record)
+            kept.keep(record, self.history, self.history_chars)
             messages.append({"type": "line", "tab": tab, "title": kept.title, "line": record})
         return messages
 
@@ -99,7 +120,8 @@ class WebView:
         return {"type": "focus", "tab": tab, "title": kept.title}
 
     def tabs(self) -> list[dict[str, Any]]:
-        """Every conversation with its lines, oldest first: for ``welcome``."""
+        """Every conversation with its lines, oldest first, the group first: for
+        ``welcome``."""
         return [
             {"tab": tab, "title": kept.title, "lines": list(kept.lines)}
             for tab, kept in self._tabs.items()
