@@ -371,7 +371,7 @@ async def announce(
     announcer = Announcer(name, port, addresses, count)
     try:
         await announcer.start()
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, RuntimeError) as error:  # RuntimeError: no usable interface
         log.warning("cannot announce the chat on the LAN: %s", error)
         return None
     log.info("announced %r as %s on %s", name, SERVICE_TYPE, ", ".join(announcer.addresses))
@@ -397,9 +397,14 @@ async def browse(seconds: float = BROWSE_SECONDS, settle: float = SETTLE_SECONDS
             names.add(name)
         changed.set()
 
+    # Only where others can be: with no such interface (offline) there is nothing to find.
+    interfaces = _mdns_interfaces(advertised_addresses("0.0.0.0", interface_addresses()))
+    if not interfaces:
+        log.info("not looking for chats: no network interface but loopback")
+        return []
     try:
-        zc = AsyncZeroconf(ip_version=IPVersion.V4Only)
-    except OSError as error:
+        zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.V4Only)
+    except (OSError, RuntimeError) as error:  # RuntimeError: no usable interface after all
         log.warning("cannot look for chats on the LAN: %s", error)
         return []
     records: dict[str, Record] = {}

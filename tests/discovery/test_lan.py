@@ -158,3 +158,15 @@ def test_discover_without_json_lists_name_address_and_participants(lan: Lan) -> 
     done = lan.run(other, "p2pchat", "--discover")
     assert done.returncode == 0
     assert done.stdout == f"Room 101  10.68.0.1:{port}  0 participants\n"
+
+
+def test_with_no_network_nothing_is_found_and_the_default_stays(lan: Lan) -> None:
+    offline = lan.namespace()  # loopback alone
+    done = lan.run(offline, "p2pchat", "--discover")
+    assert (done.returncode, done.stdout) == (0, "no chat found on the LAN\n"), done.stderr
+    server = lan.start(offline, "p2pchat.server", "--port", "0", "--log-level", "info")
+    server.wait_line("not announced on the LAN: no address others can reach")
+    done = lan.run(offline, "p2pchat", "--nick", "guest", "--plain")
+    assert done.returncode == 1
+    assert "cannot connect to 127.0.0.1:7777" in done.stderr
+    assert "no chat found on the LAN; start one with --serve" in done.stderr

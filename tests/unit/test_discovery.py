@@ -170,3 +170,32 @@ def test_what_discover_prints() -> None:
 @pytest.mark.parametrize("module", ["p2pchat.cli", "p2pchat.server", "p2pchat.discovery"])
 def test_zeroconf_loads_only_when_announcing_or_discovering(module: str) -> None:
     assert _loaded_by(module, ("zeroconf", "ifaddr")) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["--name", "Room"], "--name and --no-announce are about the chat this process hosts"),
+        (["--no-announce"], "--name and --no-announce are about the chat this process hosts"),
+        (["--serve", "--name", " "], "--name: the chat's name is empty"),
+        (["--discover", "--server", "10.0.0.1:7777"], "not allowed with argument"),
+    ],
+)
+def test_client_usage_errors(
+    argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from p2pchat.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_server_usage_error_for_a_bad_name(capsys: pytest.CaptureFixture[str]) -> None:
+    from p2pchat.server import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--name", "a\nb"])
+    assert stopped.value.code == 2
+    assert "the chat's name has control characters" in capsys.readouterr().err
