@@ -24,7 +24,7 @@ from .protocol import LocalProtocolError, canonical_ip, check_nick
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
 
 if TYPE_CHECKING:
-    from .discovery import Announcer
+    from .discovery import Announcer, Chat
     from .web import WebHost
 
 
@@ -177,26 +177,23 @@ async def _discover(as_json: bool) -> int:
     return 0
 
 
-async def _find_chat(ui: str) -> tuple[str | None, str | None, int | None]:
-    """The chat to join when no --server is given: (HOST:PORT, what to say, exit status).
-    HOST:PORT None with no status: none found, the default stays."""
+async def _find_chat(ui: str) -> tuple[Chat | None, int | None]:
+    """The chat to join when no --server is given, or the exit status when none is picked
+    among several; (None, None) when none was found: the default stays."""
     from . import discovery
 
     chats = await discovery.browse()
     live = [c for c in chats if c.reachable]
     choice = discovery.choose(chats)
     if choice == "none":
-        return None, None, None
+        return None, None
     if choice == "one":
-        chat = live[0]
-        return chat.where, f"joining {chat.name} at {chat.where} (found on the LAN)", None
+        return live[0], None
     if ui == "tui":
         from .tui.picker import ChatPicker  # Textual loads only for the full-screen UI
 
         picked = await ChatPicker(live).run_async()
-        if picked is None:
-            return None, None, 1
-        return picked.where, f"joining {picked.name} at {picked.where}", None
+        return picked, None if picked is not None else 1
     for chat in live:
         print(discovery.describe(chat), file=sys.stderr)
     print(
@@ -204,7 +201,7 @@ async def _find_chat(ui: str) -> tuple[str | None, str | None, int | None]:
         f"(e.g. --server {live[0].where})",
         file=sys.stderr,
     )
-    return None, None, 1
+    return None, 1
 
 
 async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
@@ -213,6 +210,7 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
     server: ChatServer | None = None
     announcer: Announcer | None = None
     found_none = False
+    found_name: str | None = None  # the chat's name when found on the LAN
     hosting: str | None = None
     web: WebHost | None = None
     web_url: str | None = None
@@ -260,12 +258,15 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
     else:
         target = args.server
         if target is None and not _mdns_off():
-            target, said, status = await _find_chat(ui)
+            found, status = await _find_chat(ui)
             if status is not None:
                 return status
-            if said is not None:
-                print(f"p2pchat: {said}", file=sys.stderr)
-            found_none = target is None
+            if found is not None:
+                target, found_name = found.where, found.name
+                print(
+                    f"p2pchat: joining {found.name} at {target} (found on the LAN)", file=sys.stderr
+                )
+            found_none = found is None
         host, port = _net.parse_host_port(target or f"127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
     where = _net.format_host_port(host, port)
     client = ChatClient(
@@ -292,7 +293,7 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
 
             app = ChatApp(
                 client,
-                server=hosting or where,
+                server=hosting or (f"{found_name} at {where}" if found_name else where),
                 hosting=hosting,
                 join=join_command(hosting) if hosting is not None else None,
                 web=web_url,

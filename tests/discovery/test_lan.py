@@ -8,11 +8,16 @@ a killed host shown unreachable) are printed: run with ``-s`` to see them.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
+import subprocess
+import termios
 import time
 from typing import Any
 
-from .conftest import HERE, Lan, _ip, server_port
+from .conftest import HERE, PYTHON, Lan, _ip, server_port
 
 FOUND_WITHIN = 2.0
 WITHDRAWN_WITHIN = 2.0
@@ -170,3 +175,37 @@ def test_with_no_network_nothing_is_found_and_the_default_stays(lan: Lan) -> Non
     assert done.returncode == 1
     assert "cannot connect to 127.0.0.1:7777" in done.stderr
     assert "no chat found on the LAN; start one with --serve" in done.stderr
+
+
+def test_the_full_screen_client_joins_the_chat_found_with_no_address_typed(lan: Lan) -> None:
+    """The issue's whole story: ``p2pchat --serve --name "Room 101"`` on one side,
+    ``p2pchat`` on a terminal on the other."""
+    host, other = two_sides(lan, 69)
+    chat = lan.start(host, "p2pchat", "--serve", "--name", "Room 101", "--nick", "host", "--json")
+    chat.event("registered")
+    lan.discover_until(other, named("Room 101"))
+    master, slave = pty.openpty()
+    termios.tcsetwinsize(slave, (30, 120))
+    guest = subprocess.Popen(
+        ["ip", "netns", "exec", other, PYTHON, "-m", "p2pchat", "--nick", "guest"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=lan.env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    try:
+        _, joined = chat.event("join")
+        assert joined["nick"] == "guest"
+        screen = b""
+        deadline = time.monotonic() + 10
+        while b"@ Room 101 at 10.69.0.1:7777" not in screen:  # the status line says which
+            left = deadline - time.monotonic()
+            assert left > 0, screen[-2000:]
+            if select.select([master], [], [], left)[0]:
+                screen += os.read(master, 65536)
+    finally:
+        guest.kill()
+        guest.wait(5)
+        os.close(master)
