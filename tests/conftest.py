@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from p2pchat.discovery import OFF_VARIABLE
 from p2pchat.server import ChatServer, ServerConfig
+
+# The suites' programs neither announce nor look for chats on the machine's own network
+# (the default of ``p2pchat`` without --server would wait 2 s for answers); the LAN
+# tests (tests/discovery) turn it back on inside network namespaces of their own.
+os.environ[OFF_VARIABLE] = "1"
 
 StartServer = Callable[..., Awaitable[ChatServer]]
 

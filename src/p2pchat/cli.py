@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import getpass
+import json
 import logging
 import os
 import shlex
@@ -23,7 +24,14 @@ from .protocol import LocalProtocolError, canonical_ip, check_nick
 from .server import DEFAULT_PORT, ChatServer, ServerConfig
 
 if TYPE_CHECKING:
+    from .discovery import Announcer, Chat
     from .web import WebHost
+
+
+def _mdns_off() -> bool:
+    from .discovery import mdns_off
+
+    return mdns_off()
 
 
 def _default_nick() -> str:
@@ -78,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--server",
         metavar="HOST:PORT",
         default=None,
-        help=f"the server to join (default: 127.0.0.1:{DEFAULT_PORT})",
+        help="the server to join (default: the one chat announced on the LAN, else "
+        f"127.0.0.1:{DEFAULT_PORT})",
     )
     where.add_argument(
         "--serve",
@@ -87,6 +96,23 @@ def build_parser() -> argparse.ArgumentParser:
         const=f"0.0.0.0:{DEFAULT_PORT}",
         default=None,
         help=f"host a chat in this process and join it (default address 0.0.0.0:{DEFAULT_PORT})",
+    )
+    where.add_argument(
+        "--discover",
+        action="store_true",
+        help="list the chats announced on the LAN (name, address, participants) and exit; "
+        "with --json one JSON object per chat",
+    )
+    p.add_argument(
+        "--name",
+        metavar="TEXT",
+        default=None,
+        help="with --serve: the chat's name announced on the LAN (default: this host's name)",
+    )
+    p.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="with --serve: do not announce the chat on the LAN",
     )
     p.add_argument(
         "--web",
@@ -137,8 +163,54 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+async def _discover(as_json: bool) -> int:
+    from . import discovery
+
+    chats = await discovery.browse()
+    for chat in chats:
+        if as_json:
+            print(json.dumps(discovery.as_json(chat), ensure_ascii=False), flush=True)
+        else:
+            print(discovery.describe(chat), flush=True)
+    if not chats and not as_json:
+        print("no chat found on the LAN")
+    return 0
+
+
+async def _find_chat(ui: str) -> tuple[Chat | None, int | None]:
+    """The chat to join when no --server is given, or the exit status when none is picked
+    among several; (None, None) when none was found: the default stays."""
+    from . import discovery
+
+    chats = await discovery.browse()
+    live = [c for c in chats if c.reachable]
+    choice = discovery.choose(chats)
+    if choice == "none":
+        return None, None
+    if choice == "one":
+        return live[0], None
+    if ui == "tui":
+        from .tui.picker import ChatPicker  # Textual loads only for the full-screen UI
+
+        picked = await ChatPicker(live).run_async()
+        return picked, None if picked is not None else 1
+    for chat in live:
+        print(discovery.describe(chat), file=sys.stderr)
+    print(
+        f"p2pchat: several chats found: pick one with --server HOST:PORT "
+        f"(e.g. --server {live[0].where})",
+        file=sys.stderr,
+    )
+    return None, 1
+
+
 async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
+    if args.discover:
+        return await _discover(args.json)
     server: ChatServer | None = None
+    announcer: Announcer | None = None
+    found_none = False
+    found_name: str | None = None  # the chat's name when found on the LAN
     hosting: str | None = None
     web: WebHost | None = None
     web_url: str | None = None
@@ -154,11 +226,21 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
             )
             return 1
         port = server.port
+        listen_host = host or "0.0.0.0"
         wildcard = host in ("", "0.0.0.0", "::")
         lan_ip = _net.lan_ipv4() if wildcard else None
         hosting = _net.format_host_port(lan_ip or ("127.0.0.1" if wildcard else host), port)
         host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
         ip = ip or lan_ip
+        if not args.no_announce:
+            from . import discovery
+
+            announcer = await discovery.announce(
+                args.name or discovery.default_name(),
+                listen_host,
+                port,
+                lambda: len(server.registry) if server is not None else 0,
+            )
         if args.web is not None:
             from .web import WebConfig, serve_web  # aiohttp loads only when asked for
 
@@ -174,7 +256,18 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
                 await server.close()
                 return 1
     else:
-        host, port = _net.parse_host_port(args.server or f"127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
+        target = args.server
+        if target is None and not _mdns_off():
+            found, status = await _find_chat(ui)
+            if status is not None:
+                return status
+            if found is not None:
+                target, found_name = found.where, found.name
+                print(
+                    f"p2pchat: joining {found.name} at {target} (found on the LAN)", file=sys.stderr
+                )
+            found_none = found is None
+        host, port = _net.parse_host_port(target or f"127.0.0.1:{DEFAULT_PORT}", DEFAULT_PORT)
     where = _net.format_host_port(host, port)
     client = ChatClient(
         nick, host, port, ip=ip, udp_port=args.udp_port, accept_direct=not args.no_direct
@@ -192,13 +285,15 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
             await client.connect()
         except (ConnectError, RegistrationError) as error:
             print(f"p2pchat: {error}", file=sys.stderr)
+            if found_none and isinstance(error, ConnectError):
+                print("p2pchat: no chat found on the LAN; start one with --serve", file=sys.stderr)
             return 1
         if ui == "tui":
             from .tui import ChatApp  # Textual loads only for the full-screen UI
 
             app = ChatApp(
                 client,
-                server=hosting or where,
+                server=hosting or (f"{found_name} at {where}" if found_name else where),
                 hosting=hosting,
                 join=join_command(hosting) if hosting is not None else None,
                 web=web_url,
@@ -212,6 +307,8 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
         await client.close()
         if chatlog is not None:
             chatlog.close()
+        if announcer is not None:
+            await announcer.close()  # goodbye packets before the chat closes
         if web is not None:
             await web.close()
         if server is not None:
@@ -240,6 +337,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _net.parse_host_port(value, DEFAULT_PORT)
         if args.web is not None and args.serve is None:
             raise ValueError("--web serves the chat this process hosts: give --serve too")
+        if args.name is not None:
+            from .discovery import check_name
+
+            check_name(args.name)
+        if (args.name is not None or args.no_announce) and args.serve is None:
+            raise ValueError(
+                "--name and --no-announce are about the chat this process hosts: give --serve too"
+            )
         if args.web_max_sessions < 1:
             raise ValueError(f"--web-max-sessions {args.web_max_sessions}: must be at least 1")
         # --serve takes an empty host as "every address"; a server to join needs one.

@@ -840,6 +840,15 @@ def _cluster_url(text: str) -> str:
     return text
 
 
+def _chat_name(text: str) -> str:
+    from .discovery import check_name
+
+    try:
+        return check_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--name: ")) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = ServerConfig()
     p = argparse.ArgumentParser(
@@ -953,6 +962,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --web: browser sessions at most",
     )
     p.add_argument(
+        "--name",
+        metavar="TEXT",
+        type=_chat_name,
+        default=None,
+        help="the chat's name announced on the LAN (default: this host's name)",
+    )
+    p.add_argument(
+        "--no-announce",
+        action="store_true",
+        help="do not announce the chat on the LAN (mDNS service _p2pchat._tcp.local.)",
+    )
+    p.add_argument(
         "--cluster",
         metavar="URL",
         type=_cluster_url,
@@ -1014,10 +1035,13 @@ async def serve(
     web_max_sessions: int = 200,
     *,
     worker: bool = False,
+    name: str | None = None,
+    announce: bool = True,
 ) -> None:
     """Runs a server until SIGINT or SIGTERM, then shuts it down cleanly. A ``worker``
     of ``--workers`` shares its port, tells its parent when it listens, and stops when
-    the parent is gone (p2pchat.workers)."""
+    the parent is gone (p2pchat.workers). Unless ``announce`` is false (or it is a
+    worker), the chat is announced on the LAN as ``name`` (p2pchat.discovery)."""
     cluster = None
     if cluster_url is None:
         server = ChatServer(config)
@@ -1062,6 +1086,13 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    announcer = None
+    if announce and not worker:
+        from . import discovery
+
+        announcer = await discovery.announce(
+            name or discovery.default_name(), host, server.port, lambda: len(server.registry)
+        )
     parent = None
     if worker:
         from . import workers
@@ -1072,6 +1103,8 @@ async def serve(
     if parent is not None:
         parent.cancel()
     log.info("shutting down")
+    if announcer is not None:
+        await announcer.close()  # goodbye packets first: nobody should join a closing chat
     if web_host is not None:
         await web_host.close()  # its participants leave like any others
     await server.close()
@@ -1128,6 +1161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.web,
                 args.web_max_sessions,
                 worker=args.worker is not None,
+                name=args.name,
+                announce=not args.no_announce,
             )
         )
     except OSError as error:
