@@ -10,6 +10,7 @@ import pytest
 
 from p2pchat.discovery import OFF_VARIABLE
 from p2pchat.server import ChatServer, ServerConfig
+from tests.integration._programs import Program
 
 # The suites' programs neither announce nor look for chats on the machine's own network
 # (the default of ``p2pchat`` without --server would wait 2 s for answers); the LAN
@@ -39,3 +40,13 @@ async def start_server() -> AsyncIterator[StartServer]:
 async def server(start_server: StartServer) -> ChatServer:
     """A server with the default limits."""
     return await start_server()
+
+
+@pytest.fixture
+async def programs() -> AsyncIterator[list[Program]]:
+    """Our programs started by a test; killed at its end if still running."""
+    started: list[Program] = []
+    yield started
+    for p in started:
+        p.kill()
+        await p.proc.wait()

@@ -1,9 +1,10 @@
-"""One chat served by several servers through Redis (work in progress: docs/CLUSTER.md).
+"""One chat served by several servers through Redis (docs/CLUSTER.md).
 
 ``RedisSequencer`` is a ``Sequencer`` (``server_core.py``) whose global order
 is a Redis Stream per chat, ``p2pchat:{NAME}:log`` (the braces keep a chat's
 keys in one hash slot). Every server of the chat submits its joins, leaves
-and broadcasts there through Lua scripts, each one atomic:
+and broadcasts there in batches, through one Lua script that is atomic and
+does nothing past the batch's deadline:
 
 - a join claims the nickname (by nick_key, as one server compares them) and
   the UDP address, and appends the join; or it is refused with the very
@@ -15,7 +16,8 @@ A reader task per server reads the stream (XREAD BLOCK) from the last entry
 applied, and has the core apply every entry in stream order: its own with
 their origin connection, the others' as events of other servers. A server
 starting up loads the list and the stream position in one script, then reads
-on from there.
+on from there. A heartbeat task keeps this server alive in Redis, sweeps the
+servers whose heartbeats stopped, and notices when Redis lost the chat's keys.
 
 While Redis cannot be reached, REGISTER and BROADCAST are refused with an
 ERROR saying the chat is unavailable (nothing is applied here that the other

@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from . import _net
+from ._http import HttpEndpoint
 from .server_stats import DROP_REASONS
 
 if TYPE_CHECKING:
@@ -147,31 +147,23 @@ class MetricsEndpoint:
         self.registry.register(ServerCollector(server))
         ProcessCollector(registry=self.registry)  # CPU seconds, memory, open files
         self.health_checks: list[HealthCheck] = [serving(server)]
-        self._runner: web.AppRunner | None = None
-        self._address: tuple[str, int] | None = None
+        self._http = HttpEndpoint()
 
     async def start(self, host: str, port: int) -> None:
         """Listens on (host, port); an OSError with the OS's reason, and the address as
         its ``filename``, when it cannot."""
-        sock = await _net.listening_socket(host, port, "--metrics")
-        self._address = sock.getsockname()[:2]
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
-        self._runner = web.AppRunner(app, access_log=None)  # a scrape is not worth a log line
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        await self._http.start(app, host, port, "--metrics")  # a scrape is not worth a log line
 
     @property
     def address(self) -> tuple[str, int]:
         """Where it listens, with the real port."""
-        assert self._address is not None, "not started"
-        return self._address
+        return self._http.address
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._http.close()
 
     def health(self) -> list[str]:
         """Why the server is not healthy; empty when it is."""

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 
 from p2pchat.cluster import CALL_TIMEOUT, DROPPED, NODE_TIMEOUT, UNAVAILABLE, RedisCluster
 from p2pchat.server import ChatServer, ServerConfig
-from tests.integration._programs import Program, start_server
+from tests.integration._programs import start_server
 from tests.integration._support import RawClient
 from tests.integration.test_server import bcast, error, join, leave, plist, register
 
@@ -142,15 +142,6 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> flo
     except TimeoutError:
         raise AssertionError(f"not within {timeout} s: {what}") from None
     return time.monotonic() - started
-
-
-@pytest.fixture
-async def programs() -> AsyncIterator[list[Program]]:
-    started: list[Program] = []
-    yield started
-    for program in started:
-        program.kill()
-        await program.proc.wait()
 
 
 async def test_a_killed_node_has_its_participants_leave_within_10_s(

@@ -226,15 +226,6 @@ async def test_a_node_of_a_two_node_cluster_passes_every_server_check(nodes, con
             await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def programs() -> AsyncIterator[list[Program]]:
-    started: list[Program] = []
-    yield started
-    for program in started:
-        program.kill()
-        await program.proc.wait()
-
-
 async def test_p2pchat_server_cluster_serves_one_chat_from_two_processes(
     redis_server, programs, connect
 ) -> None:

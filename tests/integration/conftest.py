@@ -12,7 +12,6 @@ from p2pchat.client import ChatClient
 from p2pchat.events import PeerJoined
 from p2pchat.server import ChatServer, _Connection
 
-from ._programs import Program
 from ._support import Connect, RawClient, joined, wait_event
 
 
@@ -52,16 +51,6 @@ def small_kernel_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
         made(self, transport)
 
     monkeypatch.setattr(_Connection, "connection_made", connection_made)
-
-
-@pytest.fixture
-async def programs() -> AsyncIterator[list[Program]]:
-    """Our programs started by a test; killed at its end if still running."""
-    started: list[Program] = []
-    yield started
-    for p in started:
-        p.kill()
-        await p.proc.wait()
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from .. import _net, commands
+from .._http import HttpEndpoint
 from ..client import ChatClient
 from ..conversations import GROUP, Conversation, Direct
 from ..errors import ConnectError, InvalidInputError, RegistrationError
@@ -281,28 +282,22 @@ class WebHost:
         self._sockets = 0  # WebSockets open, joined or not
         self._closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._runner: web.AppRunner | None = None
-        self._address: tuple[str, int] | None = None
+        self._http = HttpEndpoint()
 
     async def start(self, host: str, port: int) -> None:
         """Listens on (host, port); an OSError with the OS's reason, and the address as
         its ``filename``, when it cannot."""
-        sock = await _net.listening_socket(host, port, "--web")
-        self._address = sock.getsockname()[:2]
         app = web.Application(client_max_size=self.config.max_frame_bytes)
         app.router.add_get("/", self._index)
         app.router.add_get("/ws", self._socket)
         app.router.add_static("/static/", STATIC, show_index=False)
         app.on_response_prepare.append(_secure)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
+        await self._http.start(app, host, port, "--web")
 
     @property
     def address(self) -> tuple[str, int]:
         """Where it listens, with the real port."""
-        assert self._address is not None, "not started"
-        return self._address
+        return self._http.address
 
     async def close(self, reason: str = "the chat's host is shutting down") -> None:
         self._closing = True  # a join finishing now leaves at once
@@ -310,9 +305,7 @@ class WebHost:
         if ending:
             # A page that does not answer the close must not hold the others up.
             await asyncio.wait([asyncio.ensure_future(e) for e in ending], timeout=5.0)
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self._http.close()
         for task in list(self._tasks):
             task.cancel()
 
