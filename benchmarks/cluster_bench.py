@@ -37,44 +37,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# The comparison's own helpers (this file is run from benchmarks/, beside run.py).
+from run import cpu_seconds, free_port, redis_ping, wait_ready
+
 PYTHON = sys.executable
 # The text of each broadcast starts with its id, SENDER.SEQUENCE.
 DELIVERY = re.compile(rb"BROADCAST:[^:\r\n]+:\d+:(s\d+\.\d+)\.")
 LINE_END = b"\r\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_ready(check: object, proc: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            check()  # type: ignore[operator]
-            return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"cluster_bench: {what} did not start")
-        time.sleep(0.05)
-
-
-def redis_ping(path: Path) -> None:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(1)
-        s.connect(str(path))
-        s.sendall(b"PING\r\n")
-        if not s.recv(64).startswith(b"+PONG"):
-            raise OSError("not ready")
 
 
 def tcp_ready(port: int) -> None:

@@ -31,20 +31,10 @@ from collections import Counter
 from pathlib import Path
 
 import aiohttp
+from run import cpu_seconds  # beside this file in benchmarks/
+from soak import rss_kb
 
 PYTHON = sys.executable
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_host(pin: bool, log: Path) -> tuple[subprocess.Popen[bytes], int]:
