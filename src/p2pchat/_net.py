@@ -88,6 +88,19 @@ def format_host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def is_wildcard(host: str) -> bool:
+    """Whether listening on ``host`` means every address (an empty host too)."""
+    return host in ("", "0.0.0.0", "::")
+
+
+def local_address(host: str) -> str:
+    """Where this machine reaches a server listening on ``host``: loopback for a
+    wildcard, else the address itself."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    return "::1" if host == "::" else host
+
+
 def lan_ipv4() -> str | None:
     """An IPv4 address of this machine that others on the network can reach, if one is known.
 

@@ -227,10 +227,10 @@ async def _main(args: argparse.Namespace, nick: str, ui: str) -> int:
             return 1
         port = server.port
         listen_host = host or "0.0.0.0"
-        wildcard = host in ("", "0.0.0.0", "::")
+        wildcard = _net.is_wildcard(host)
         lan_ip = _net.lan_ipv4() if wildcard else None
         hosting = _net.format_host_port(lan_ip or ("127.0.0.1" if wildcard else host), port)
-        host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+        host = _net.local_address(host)
         ip = ip or lan_ip
         if not args.no_announce:
             from . import discovery

@@ -62,7 +62,7 @@ def advertised_addresses(listen_host: str, interface_addresses: Iterable[str]) -
     as it accepts IPv4 too); on one address that address, if useful. In the
     interfaces' order, each once.
     """
-    if listen_host in ("", "0.0.0.0", "::"):
+    if _net.is_wildcard(listen_host):
         families = (4, 6) if listen_host == "::" else (4,)
         chosen = [
             ip

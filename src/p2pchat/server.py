@@ -1073,9 +1073,8 @@ async def serve(
     if web is not None:
         from .web import WebConfig, serve_web  # aiohttp loads only when asked for
 
-        wildcard = host in ("", "0.0.0.0", "::")
-        chat_host = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
-        lan_ip = _net.lan_ipv4() if wildcard else None
+        chat_host = _net.local_address(host)
+        lan_ip = _net.lan_ipv4() if _net.is_wildcard(host) else None
         shown = _net.format_host_port(lan_ip or chat_host, server.port)
         web_host, url = await serve_web(
             web, chat_host, server.port, lan_ip, shown, WebConfig(max_sessions=web_max_sessions)

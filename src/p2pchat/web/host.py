@@ -447,8 +447,7 @@ async def serve_web(
     web_host = WebHost(chat_host, chat_port, ip=ip, server=server, config=config)
     await web_host.start(host or "0.0.0.0", port)
     port = web_host.address[1]
-    wildcard = host in ("", "0.0.0.0", "::")
-    shown = (_net.lan_ipv4() or "127.0.0.1") if wildcard else host
+    shown = (_net.lan_ipv4() or "127.0.0.1") if _net.is_wildcard(host) else host
     return web_host, f"http://{_net.format_host_port(shown, port)}/"
 
 
