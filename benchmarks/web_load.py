@@ -64,18 +64,16 @@ class Page:
         async for frame in self.ws:
             if frame.type != aiohttp.WSMsgType.TEXT:
                 break
-            data = json.loads(frame.data)
-            now = time.time()
-            for message in data if isinstance(data, list) else [data]:
-                if message["type"] == "participants":
-                    self.listed = len(message["participants"])
-                if message["type"] != "line":
-                    continue
-                body = message["line"]["body"]
-                if body.startswith("bench "):
-                    _, ident, sent = body.split(" ")
-                    self.got[ident] += 1
-                    self.latencies.append(now - float(sent))
+            message = json.loads(frame.data)
+            if message["type"] == "participants":
+                self.listed = len(message["participants"])
+            if message["type"] != "line":
+                continue
+            body = message["line"]["body"]
+            if body.startswith("bench "):
+                _, ident, sent = body.split(" ")
+                self.got[ident] += 1
+                self.latencies.append(time.time() - float(sent))
 
 
 async def open_page(http: aiohttp.ClientSession, port: int, nick: str) -> Page:
@@ -85,9 +83,9 @@ async def open_page(http: aiohttp.ClientSession, port: int, nick: str) -> Page:
     while True:
         frame = await ws.receive(timeout=30)
         message = json.loads(frame.data)
-        if isinstance(message, dict) and message["type"] == "welcome":
+        if message["type"] == "welcome":
             return Page(nick, ws)
-        if isinstance(message, dict) and message["type"] == "refused":
+        if message["type"] == "refused":
             raise SystemExit(f"{nick} refused: {message['reason']}")
 
 

@@ -31,18 +31,14 @@ class Page:
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
-        self._waiting: list[dict[str, Any]] = []  # the rest of a frame of several
 
     async def send(self, **message: Any) -> None:
         await self.ws.send_str(json.dumps(message))
 
     async def next(self, timeout: float = TIMEOUT) -> dict[str, Any]:
-        if not self._waiting:
-            frame = await self.ws.receive(timeout)
-            assert frame.type == aiohttp.WSMsgType.TEXT, frame
-            data = json.loads(frame.data)
-            self._waiting = data if isinstance(data, list) else [data]
-        message: dict[str, Any] = self._waiting.pop(0)
+        frame = await self.ws.receive(timeout)
+        assert frame.type == aiohttp.WSMsgType.TEXT, frame
+        message: dict[str, Any] = json.loads(frame.data)
         return message
 
     async def until(self, kind: str, timeout: float = TIMEOUT, **keys: Any) -> dict[str, Any]:

@@ -81,11 +81,7 @@
       } catch {
         return;
       }
-      // A frame holds one message, or an array of them when the host had several
-      // waiting for this page.
-      for (const one of Array.isArray(msg) ? msg : [msg]) {
-        if (one && typeof one === "object") handle(one);
-      }
+      if (msg && typeof msg === "object") handle(msg);
     });
     socket.addEventListener("close", () => {
       if (socket !== ws) return;
