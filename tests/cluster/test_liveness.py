@@ -132,6 +132,16 @@ async def joined(port: int, clients: list[RawClient], entry: str, *others: str) 
     return client
 
 
+async def alice_and_bob(
+    a: ChatServer, b: ChatServer, clients: list[RawClient]
+) -> tuple[RawClient, RawClient]:
+    """alice joined through a, bob through b, each having heard of the other."""
+    alice = await joined(a.port, clients, ALICE)
+    bob = await joined(b.port, clients, BOB, ALICE)
+    await alice.expect(join(BOB))
+    return alice, bob
+
+
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> float:
     """Waits for ``condition``, polling; the seconds it took."""
     started = time.monotonic()
@@ -170,9 +180,7 @@ async def test_a_node_cut_off_from_redis_is_dropped_and_its_clients_are_told(
     try:
         a, a_cluster = await nodes(await link.start(), node_timeout=1.0)
         b, _ = await nodes(node_timeout=1.0)
-        alice = await joined(a.port, clients, ALICE)
-        bob = await joined(b.port, clients, BOB, ALICE)
-        await alice.expect(join(BOB))
+        alice, bob = await alice_and_bob(a, b, clients)
         link.freeze()  # silent: no reset, no end, nothing
         # The others drop its participants once its heartbeat lapsed ...
         await bob.expect(leave(ALICE), timeout=1.0 + CALL_TIMEOUT)
@@ -203,9 +211,7 @@ async def test_a_node_cut_off_from_redis_is_dropped_and_its_clients_are_told(
 async def test_a_link_killed_by_redis_is_taken_up_again(redis_server, nodes, clients) -> None:
     a, _ = await nodes()
     b, _ = await nodes()
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     admin = aioredis.Redis.from_url(redis_server.url)
     try:
         # Every client link of every node, the blocked readers' too.
@@ -236,9 +242,7 @@ async def test_redis_restarted_empty_every_node_claims_its_own_again(
     doomed, port_c = await start_server(
         programs, "--cluster", redis_server.url, "--cluster-name", "test"
     )
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     await joined(port_c, clients, CAROL, ALICE, BOB)
     await alice.expect(join(CAROL))
     await bob.expect(join(CAROL))
@@ -274,9 +278,7 @@ async def test_the_stream_keeps_only_what_some_live_node_has_not_applied(
 ) -> None:
     a, _ = await nodes(node_timeout=1.0)
     b, _ = await nodes(node_timeout=1.0)
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     for i in range(300):
         alice.send(bcast("alice", str(i)))
     for i in range(300):
@@ -304,9 +306,7 @@ async def test_errors_redis_answers_with_are_refusals_not_a_deaf_node(
     ERROR; once it has room again the chat goes on, through the same tasks."""
     a, _ = await nodes()
     b, _ = await nodes()
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     admin = aioredis.Redis.from_url(redis_server.url)
     try:
         await admin.config_set("maxmemory-policy", "noeviction")
@@ -330,9 +330,7 @@ async def test_redis_away_longer_than_the_node_timeout_drops_nobody(
     when it is back, yet nobody was silent by choice, so nobody is declared dead."""
     a, a_cluster = await nodes(node_timeout=1.0)
     b, b_cluster = await nodes(node_timeout=1.0)
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     os.kill(redis_server.pid, signal.SIGSTOP)
     try:
         # Until both nodes have given up on Redis: longer than the timeout by then.
@@ -367,9 +365,7 @@ async def test_an_entry_no_node_wrote_is_skipped_and_the_chat_goes_on(
     costs a node that entry, never its reader."""
     a, _ = await nodes()
     b, _ = await nodes()
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     admin = aioredis.Redis.from_url(redis_server.url)
     try:
         for fields in ({"t": "j"}, {"x": "y"}, {"t": "b"}, {"t": "l", "n": "z", "nick": "q"}):
@@ -412,9 +408,7 @@ async def test_a_leave_while_redis_restarts_empty_frees_the_nickname_for_good(
     leave, and her nickname is free."""
     a, _ = await nodes()
     b, _ = await nodes()
-    alice = await joined(a.port, clients, ALICE)
-    bob = await joined(b.port, clients, BOB, ALICE)
-    await alice.expect(join(BOB))
+    alice, bob = await alice_and_bob(a, b, clients)
     redis_server.stop()
     await alice.close()
     await until(lambda: not a._members, 5, "a has seen alice's connection end")
